@@ -1,0 +1,47 @@
+# The two commands of the README: `make book` and `make test`. Both create the virtual
+# environment from requirements.lock on first use, so each works on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+WORKERS ?= 2
+
+# The book's labs run on the simulated workspace, in a workspace folder of the build's own.
+export LABKIT_BACKEND := simulated
+export LABKIT_SIM_ROOT := $(CURDIR)/_build/sim-workspaces
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+
+.PHONY: book test labs lab serve lock clean
+
+$(INSTALLED): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --config-settings editable_mode=compat -e .
+	$(PY) -m pip check
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(INSTALLED)
+
+book: $(INSTALLED)
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+# Run every lab (or one: make lab LAB=intro) through the lab runner, with its report.
+labs: $(INSTALLED)
+	$(PY) scripts/run_labs.py --workers $(WORKERS)
+
+lab: $(INSTALLED)
+	$(PY) scripts/run_labs.py $(LAB)
+
+serve: $(INSTALLED)
+	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+lock:
+	bash scripts/lock.sh
+
+clean:
+	rm -rf _build
