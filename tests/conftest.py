@@ -1,0 +1,80 @@
+"""Shared fixtures, and the guard that keeps every test off the network.
+
+Any socket connection to an address outside 127.0.0.0/8 (or ::1) fails the test that made
+it: the simulated workspace must work offline, and no library may phone home.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ["LABKIT_BACKEND"] = "simulated"
+
+
+class NetworkAccessError(AssertionError):
+    pass
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, tuple):
+        host = address[0]
+    else:
+        return True  # AF_UNIX paths are local by definition
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it would already be a network call
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_connect(self, address):
+    if not _is_loopback(address):
+        raise NetworkAccessError(f"test tried to connect to {address!r}: only loopback is allowed")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if not _is_loopback(address):
+        raise NetworkAccessError(f"test tried to connect to {address!r}: only loopback is allowed")
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host not in (None, "localhost") and not _is_loopback((host,)):
+        raise NetworkAccessError(f"test tried to resolve {host!r}: only loopback is allowed")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+    yield
+
+
+@pytest.fixture
+def sim_root(tmp_path):
+    """A fresh folder of simulated workspaces."""
+    return tmp_path / "workspaces"
+
+
+@pytest.fixture
+def ml_client(sim_root):
+    """A client for a fresh simulated workspace; the simulation is deactivated afterwards."""
+    from labkit import sim
+
+    client = sim.connect(root=sim_root)
+    yield client
+    sim.deactivate()
