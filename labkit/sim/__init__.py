@@ -1,0 +1,114 @@
+"""The simulated workspace: a local stand-in for the Azure ML service.
+
+Two ways in:
+
+- ``labkit.connect(backend="simulated")`` (what the labs call) or :func:`connect`;
+- :func:`activate` (moto style): while active, ``azure.ai.ml.MLClient(...)`` and
+  ``MLClient.from_config(...)`` build simulated clients and the azure-identity credentials
+  hand out fake tokens, so a notebook written for Azure runs unchanged. It works as a
+  plain call or as a context manager; :func:`deactivate` undoes it.
+
+See ``labkit/sim/README.md`` for what is simulated and how it differs from Azure.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from labkit.sim import config
+from labkit.sim.client import SimMLClient
+
+__all__ = ["activate", "deactivate", "connect", "is_active", "SimMLClient", "workspace_folder"]
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+class _Activation:
+    """Returned by :func:`activate`; leaving its ``with`` block deactivates."""
+
+    def __enter__(self) -> "_Activation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        deactivate()
+
+
+_saved: dict | None = None
+
+
+def _new_client(cls, *args, **kwargs):
+    """``MLClient.__new__`` once the simulation has been activated in this process.
+
+    While active, ``MLClient(...)`` builds a ``SimMLClient``; otherwise the class itself, as
+    before. It stays installed after deactivation because CPython cannot cleanly remove a
+    ``__new__`` from a class once set (``object.__new__`` then rejects the arguments).
+    """
+    return object.__new__(SimMLClient if cls is MLClient_class() and is_active() else cls)
+
+
+def MLClient_class():
+    from azure.ai.ml import MLClient
+
+    return MLClient
+
+
+def is_active() -> bool:
+    return _saved is not None
+
+
+def activate(root: str | os.PathLike | None = None) -> _Activation:
+    """Route ``MLClient`` and the azure-identity credentials to the simulation.
+
+    ``root``: the folder of simulated workspaces (else ``$LABKIT_SIM_ROOT``, else
+    ``~/.labkit/workspaces``). Activating again only changes the root.
+    """
+    global _saved
+    from azure.ai.ml import MLClient
+
+    from labkit.sim import credentials, fs
+
+    if root is not None:
+        config.active_root = Path(root).expanduser().resolve()
+    if _saved is not None:
+        return _Activation()
+
+    def simulated_from_config(cls, credential=None, *, path=None, file_name=None, **kwargs):
+        names = config.names_from_config(path, file_name)
+        return SimMLClient(credential, *names, **kwargs)
+
+    _saved = {
+        "from_config": MLClient.__dict__["from_config"],
+        "credentials": credentials.patch(),
+        "fs": fs.register(),
+    }
+    MLClient.__new__ = _new_client
+    MLClient.from_config = classmethod(simulated_from_config)
+    return _Activation()
+
+
+def deactivate() -> None:
+    """Undo :func:`activate`. Harmless when not active."""
+    global _saved
+    if _saved is None:
+        return
+    from azure.ai.ml import MLClient
+
+    from labkit.sim import credentials, fs
+
+    MLClient.from_config = _saved["from_config"]
+    credentials.restore(_saved["credentials"])
+    fs.unregister(_saved["fs"])
+    config.active_root = None
+    _saved = None
+
+
+def connect(root: str | os.PathLike | None = None, workspace_name: str | None = None) -> SimMLClient:
+    """Activate the simulation and return a client for its workspace (from ``config.json``
+    if there is one, else the default names)."""
+    activate(root)
+    subscription, group, workspace = config.names_from_config(None, None)
+    return SimMLClient(None, subscription, group, workspace_name or workspace)
+
+
+def workspace_folder(client: SimMLClient) -> Path:
+    return client._sim_workspace.folder

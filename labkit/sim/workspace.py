@@ -1,0 +1,53 @@
+"""One simulated workspace: its names, ids, folder, store and MLflow tracking store."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from labkit.sim.store import WorkspaceStore
+from labkit.sim.tracking import tracking_uri
+
+PROVIDER = "Microsoft.MachineLearningServices"
+DEFAULT_LOCATION = "eastus"
+
+
+@dataclass(frozen=True)
+class SimWorkspace:
+    subscription_id: str
+    resource_group: str
+    name: str
+    folder: Path
+
+    @cached_property
+    def store(self) -> WorkspaceStore:
+        return WorkspaceStore(self.folder)
+
+    @property
+    def arm_id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/{PROVIDER}/workspaces/{self.name}")
+
+    def child_id(self, collection: str, name: str, version: str | None = None) -> str:
+        """ARM id of an object in the workspace, e.g. ``.../data/diabetes/versions/1``."""
+        arm_id = f"{self.arm_id}/{collection}/{name}"
+        return f"{arm_id}/versions/{version}" if version else arm_id
+
+    def long_uri(self, datastore: str, path: str) -> str:
+        """The long ``azureml://`` form the service returns for a datastore path."""
+        return (f"azureml://subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+                f"/workspaces/{self.name}/datastores/{datastore}/paths/{path}")
+
+    @property
+    def mlflow_folder(self) -> Path:
+        return self.folder / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """A real MLflow backend (SQLite) with artifacts in the workspace folder."""
+        return tracking_uri(self.mlflow_folder)
+
+    @property
+    def studio_url(self) -> str:
+        # Azure gives an https link to the studio; the simulation points at its own folder.
+        return self.folder.as_uri()
