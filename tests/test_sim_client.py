@@ -1,0 +1,155 @@
+"""The simulated client as an unmodified Azure notebook would use it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from azure.ai.ml import MLClient
+from azure.ai.ml.operations import DataOperations, DatastoreOperations, WorkspaceOperations
+from azure.identity import AzureCliCredential, DefaultAzureCredential, InteractiveBrowserCredential, ManagedIdentityCredential
+
+import labkit
+from labkit import sim
+
+
+@pytest.fixture
+def activated(sim_root):
+    with sim.activate(root=sim_root):
+        yield sim_root
+
+
+def test_mlclient_constructor_gives_a_simulated_client_while_active(activated):
+    client = MLClient(DefaultAzureCredential(), "sub-1", "rg-1", "ws-one")
+    assert isinstance(client, MLClient)
+    assert isinstance(client, sim.SimMLClient)
+    assert client.workspace_name == "ws-one"
+    assert client.workspaces.get().name == "ws-one"
+    assert (activated / "ws-one" / "workspace.db").is_file()
+
+
+def test_from_config_reads_config_json(activated, tmp_path, monkeypatch):
+    config = {"subscription_id": "sub-2", "resource_group": "rg-2", "workspace_name": "ws-from-config"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    client = MLClient.from_config(credential=DefaultAzureCredential())
+    assert isinstance(client, sim.SimMLClient)
+    assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (
+        "sub-2", "rg-2", "ws-from-config")
+
+
+def test_from_config_without_a_file_uses_default_names(activated, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    client = MLClient.from_config(DefaultAzureCredential())
+    assert client.workspace_name == sim.config.DEFAULT_WORKSPACE
+
+
+@pytest.mark.parametrize("credential_class", [
+    DefaultAzureCredential, InteractiveBrowserCredential, AzureCliCredential, ManagedIdentityCredential])
+def test_credentials_give_fake_tokens_without_network(activated, credential_class):
+    token = credential_class().get_token("https://management.azure.com/.default")
+    assert token.token == sim.credentials.FAKE_TOKEN
+    assert token.expires_on > 0
+
+
+def test_deactivate_restores_everything(sim_root):
+    sim.activate(root=sim_root)
+    sim.activate(root=sim_root)  # twice is harmless
+    sim.deactivate()
+    assert not sim.is_active()
+    client = MLClient(DefaultAzureCredential(), "sub", "rg", "ws-real")
+    assert type(client) is MLClient
+    assert "get_token" not in vars(AzureCliCredential) or AzureCliCredential.get_token is not sim.credentials._get_token
+    sim.deactivate()  # and so is deactivating twice
+
+
+def test_operation_groups_are_the_sdk_types(ml_client):
+    assert isinstance(ml_client.data, DataOperations)
+    assert isinstance(ml_client.datastores, DatastoreOperations)
+    assert isinstance(ml_client.workspaces, WorkspaceOperations)
+
+
+def test_unsimulated_operations_refuse_clearly(ml_client):
+    with pytest.raises(NotImplementedError, match="not part of the simulated workspace"):
+        ml_client.registries.list()
+
+
+def test_connect_prints_one_line_naming_the_backend(sim_root, capsys):
+    client = labkit.connect(backend="simulated", root=sim_root)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "SIMULATED" in out[0] and client.workspace_name in out[0]
+    sim.deactivate()
+
+
+def test_connect_auto_picks_simulated_without_config(sim_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LABKIT_BACKEND", raising=False)
+    for var in labkit.AZURE_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert labkit._choose_backend("auto") == "simulated"
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml" / "config.json").write_text("{}")
+    assert labkit._choose_backend("auto") == "azure"
+    monkeypatch.setenv("LABKIT_BACKEND", "simulated")
+    assert labkit._choose_backend("auto") == "simulated"
+
+
+def test_azure_backend_builds_a_real_client_without_calling_azure(tmp_path, monkeypatch):
+    """Azure mode: DefaultAzureCredential, telemetry off, and no network until an operation runs
+    (the conftest guard fails the test on any connection)."""
+    config = {"subscription_id": "sub", "resource_group": "rg", "workspace_name": "ws-azure"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    client = labkit.connect(backend="azure")
+    assert type(client) is MLClient
+    assert client.workspace_name == "ws-azure"
+    assert client._operation_config.enable_telemetry is False
+    assert isinstance(client._credential, DefaultAzureCredential)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        labkit.connect(backend="cloud")
+
+
+def test_workspace_shape(ml_client):
+    ws = ml_client.workspaces.get()
+    assert ws.id.endswith(f"/providers/Microsoft.MachineLearningServices/workspaces/{ml_client.workspace_name}")
+    assert ws.mlflow_tracking_uri.startswith("labkit-sim://")
+    assert ws.storage_account and ws.key_vault and ws.application_insights
+    assert ws.container_registry is None  # created on Azure only with the first image build
+    assert [w.name for w in ml_client.workspaces.list()] == [ml_client.workspace_name]
+
+
+def test_workspace_create_update_delete(ml_client):
+    from azure.ai.ml.entities import Workspace
+
+    created = ml_client.workspaces.begin_create(Workspace(name="ws-second", description="d")).result()
+    assert created.name == "ws-second" and created.description == "d"
+    updated = ml_client.workspaces.begin_update(Workspace(name="ws-second", description="new")).result()
+    assert updated.description == "new"
+    assert sorted(w.name for w in ml_client.workspaces.list()) == sorted([ml_client.workspace_name, "ws-second"])
+    assert ml_client.workspaces.begin_delete("ws-second", delete_dependent_resources=False).result() is None
+    from azure.core.exceptions import ResourceNotFoundError
+
+    with pytest.raises(ResourceNotFoundError):
+        ml_client.workspaces.get("ws-second")
+
+
+def test_mlflow_tracks_into_the_workspace(ml_client, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    ws = ml_client.workspaces.get()
+    mlflow.set_tracking_uri(ws.mlflow_tracking_uri)
+    try:
+        mlflow.set_experiment("tracking-check")
+        with mlflow.start_run() as run:
+            mlflow.log_param("alpha", 0.5)
+            mlflow.log_metric("auc", 0.91)
+        runs = mlflow.search_runs(experiment_names=["tracking-check"])
+        assert runs.loc[0, "metrics.auc"] == pytest.approx(0.91)
+        assert mlflow.get_run(run.info.run_id).info.artifact_uri.startswith(
+            (sim.workspace_folder(ml_client) / "mlflow").as_uri())
+        assert not (tmp_path / "mlruns").exists()
+    finally:
+        mlflow.set_tracking_uri(None)
