@@ -1,0 +1,83 @@
+"""The whole book builds, warning-free, with every lab executed on the simulated workspace.
+
+This is what a reader of the published site depends on, so it runs the same command as
+``make book``, into a temporary folder so the developer's own ``_build`` is left alone.
+Slow (every lab runs); select or skip it with ``-m book`` / ``-m "not book"``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+INTRO_LAB_PAGE = Path("labs/00-introduction/course-data.html")
+
+
+class CellOutputTags(HTMLParser):
+    """Collects the tags that appear inside executed cell outputs of a myst-nb page."""
+
+    VOID = {"img", "br", "hr", "input", "meta", "link", "source", "wbr", "col", "area"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[bool] = []  # one entry per open element: inside an output?
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        inside = bool(self.stack) and self.stack[-1]
+        if inside:
+            self.tags.append(tag)
+        classes = (dict(attrs).get("class") or "").split()
+        if tag not in self.VOID:
+            self.stack.append(inside or "cell_output" in classes)
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+
+
+def output_tags(html: str) -> list[str]:
+    parser = CellOutputTags()
+    parser.feed(html)
+    return parser.tags
+
+
+def test_output_tags_only_counts_cell_outputs():
+    page = ('<img src="logo.svg"><table></table>'
+            '<div class="cell_output docutils container"><div><img src="_images/a.png">'
+            '</div></div><p>text</p>')
+    assert output_tags(page) == ["div", "img"]
+
+
+@pytest.mark.book
+def test_book_builds_without_warnings(tmp_path):
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    env = {
+        **os.environ,
+        "LABKIT_BACKEND": "simulated",
+        "LABKIT_SIM_ROOT": str(tmp_path / "sim"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(REPO), "--path-output", str(tmp_path),
+         "--warningiserror", "--nitpick", "--keep-going"],
+        env=env, capture_output=True, text=True,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+
+    html = tmp_path / "_build" / "html"
+    assert (html / "index.html").is_file()
+    lab_page = html / INTRO_LAB_PAGE
+    assert lab_page.is_file(), f"{INTRO_LAB_PAGE} was not built"
+
+    # The lab page shows what its cells produced: a plot and a table.
+    tags = output_tags(lab_page.read_text(encoding="utf-8"))
+    assert "img" in tags, "the intro lab's page has no image output"
+    assert "table" in tags, "the intro lab's page has no table output"
