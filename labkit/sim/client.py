@@ -23,6 +23,10 @@ SIMULATED_GROUPS = {
     "_workspaces": (AzureMLResourceType.WORKSPACE, "labkit.sim.workspaces:WorkspaceOperations"),
     "_datastores": (AzureMLResourceType.DATASTORE, "labkit.sim.datastores:DatastoreOperations"),
     "_data": (AzureMLResourceType.DATA, "labkit.sim.data:DataOperations"),
+    "_compute": (AzureMLResourceType.COMPUTE, "labkit.sim.compute:ComputeOperations"),
+    "_environments": (AzureMLResourceType.ENVIRONMENT, "labkit.sim.environments:EnvironmentOperations"),
+    "_models": (AzureMLResourceType.MODEL, "labkit.sim.models:ModelOperations"),
+    "_components": (AzureMLResourceType.COMPONENT, "labkit.sim.components:ComponentOperations"),
 }
 
 

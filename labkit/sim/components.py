@@ -1,0 +1,192 @@
+"""``ml_client.components``: command components, from YAML or from Python.
+
+What the service does with a component, and the simulation with it:
+- the component's ``code`` folder becomes a code asset (uploaded once per content to the
+  default datastore, as the SDK's upload does) and the component refers to it by ARM id;
+- ``environment`` stays the reference given (``azureml:name:version`` as the SDK sends it,
+  an ARM id; curated and ``@label`` references as written); an inline ``Environment``
+  is registered through the simulated environments group, as the SDK registers it;
+- a version never changes: sending it again with a different command, inputs, outputs, code
+  or environment is refused; description, display name and tags may change.
+
+Pipeline components arrive with the jobs part of the simulation.
+"""
+from __future__ import annotations
+
+import json
+import re
+import types
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+from azure.ai.ml._restclient.arm_ml_service.models import ComponentContainer, ListViewType
+from azure.ai.ml._utils._arm_id_utils import (
+    is_ARM_id_for_resource,
+    is_registry_id_for_resource,
+    parse_prefixed_name_version,
+)
+from azure.ai.ml._utils.utils import is_url
+from azure.ai.ml.constants._common import CURATED_ENV_PREFIX, AzureMLResourceType
+from azure.ai.ml.entities import CommandComponent, Component, Environment, PipelineComponent
+from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType
+from azure.ai.ml.operations import ComponentOperations as _SdkComponentOperations
+from azure.ai.ml.operations._component_operations import _refine_component
+
+from labkit.sim._assets import VersionedAssetOperations, invalid
+from labkit.sim._base import bad_request, not_found
+from labkit.sim.datastores import DEFAULT_DATASTORE
+
+# The SDK's rule for component names (its ComponentNameStr schema field), applied again
+# on the service side for callers that pass skip_validation=True.
+COMPONENT_NAME = re.compile(r"^[a-z][a-z\d_]*$")
+CODE_KIND = "code"
+# Parts of a component version that may change when the same version is sent again.
+MUTABLE_SPEC_FIELDS = {"description", "display_name", "tags", "version", "_source"}
+
+
+class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
+    kind = "component"
+    collection = "components"
+    entity_class = Component
+    container_rest_class = ComponentContainer
+    target = ErrorTarget.COMPONENT
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, name: str, version: Optional[str] = None, label: Optional[str] = None) -> Component:
+        if not version and not label:
+            label = "latest"  # the SDK's default for components
+        return self._get(name, version, label)
+
+    def list(self, name: Union[str, None] = None, *,
+             list_view_type: ListViewType = ListViewType.ACTIVE_ONLY) -> Iterable[Component]:
+        return self._list(name, list_view_type)
+
+    def _container_extras(self, version_properties: dict) -> dict:
+        spec = version_properties.get("componentSpec") or {}
+        return {"description": spec.get("description")}
+
+    # -- writing --------------------------------------------------------------------------
+    def create_or_update(self, component: Component, version: Optional[str] = None, *,
+                         skip_validation: bool = False, **kwargs: Any) -> Component:
+        if isinstance(component, types.FunctionType):
+            component = _refine_component(component)
+        if isinstance(component, PipelineComponent):
+            raise NotImplementedError(
+                "Pipeline components are not simulated yet: pipelines arrive with the jobs part of the "
+                "simulation. Register the command components they use, and build the pipeline with "
+                "dsl.pipeline once jobs are simulated.")
+        if not isinstance(component, CommandComponent):
+            raise NotImplementedError(
+                f"{type(component).__name__} is not simulated yet; the simulated workspace registers "
+                "command components.")
+        if version is not None:
+            component.version = version
+        if not component._is_anonymous:
+            component._is_anonymous = kwargs.pop("is_anonymous", False)
+        if not skip_validation:
+            component._validate(raise_error=True)
+        elif not component._is_anonymous and not COMPONENT_NAME.match(component.name or ""):
+            raise bad_request(f"Component name {component.name!r} is invalid: use lowercase letters, digits "
+                              "and underscores, starting with a letter.")
+        name, version = component._get_rest_name_version()
+        self._check_name_and_version(name, version)
+        self._resolve_code(component)
+        self._resolve_environment(component)
+        return self._store_version(component, name, version)
+
+    def _store_version(self, component: Component, name: str, version: str | None) -> Component:
+        rest = component._to_rest_object()
+        payload = rest.as_dict()
+        with self._store.transaction() as db:
+            version = str(version) if version else self._store.next_version(db, self.kind, name)
+            payload["properties"]["componentSpec"]["version"] = version
+            old = db.execute("SELECT payload FROM resources WHERE kind=? AND name=? AND version=?",
+                             (self.kind, name, version)).fetchone()
+            if old is not None:
+                old_spec = json.loads(old["payload"])["properties"]["componentSpec"]
+                if _fixed_part(old_spec) != _fixed_part(payload["properties"]["componentSpec"]):
+                    raise bad_request(
+                        f"Component {name}:{version} already exists with a different definition; a component "
+                        "version cannot be changed (only its description, display name and tags can). "
+                        "Register it with a new version.")
+            self._store.put(db, self.kind, name, version, type(rest)(payload))
+        return self._entity(self._row(name, version))
+
+    # -- dependencies ---------------------------------------------------------------------
+    def _resolve_code(self, component: Component) -> None:
+        """Upload a local ``code`` folder as a code asset and refer to it by ARM id."""
+        with component._build_code() as code:
+            if code is None:
+                value = component._get_origin_code_value()
+                if value is not None:
+                    component._fill_back_code_value(self._reference(str(value), AzureMLResourceType.CODE))
+                return
+            if is_url(str(code.path)):
+                raise NotImplementedError(f"Code from {code.path} is not simulated; give a local folder.")
+            component._fill_back_code_value(self._register_code(code))
+
+    def _register_code(self, code) -> str:
+        local = Path(code.path)
+        if not local.exists():
+            raise invalid(f"The component's code path {local} does not exist.", ErrorTarget.COMPONENT,
+                          ValidationErrorType.FILE_OR_FOLDER_NOT_FOUND)
+        info = self._upload(local, DEFAULT_DATASTORE)
+        # A single file is stored in its own folder, and the code asset is that folder (as the SDK does).
+        relative = info.relative_path.rsplit("/", 1)[0] if info.is_file else info.relative_path
+        code.path = self._workspace.long_uri(DEFAULT_DATASTORE, relative)
+        # Anonymous code is named after its content, so the same code is registered once.
+        content_hash = getattr(code, "_hash_sha256", None) or relative.split("/")[1]
+        name, version = str(uuid.UUID(hex=content_hash[:32])), "1"
+        with self._store.transaction() as db:
+            exists = db.execute("SELECT 1 FROM resources WHERE kind=? AND name=? AND version=?",
+                                (CODE_KIND, name, version)).fetchone()
+            if not exists:
+                self._store.put(db, CODE_KIND, name, version, code._to_rest_object())
+        return self._workspace.child_id(AzureMLResourceType.CODE, name, version)
+
+    def _resolve_environment(self, component: Component) -> None:
+        environment = component.environment
+        if isinstance(environment, Environment):
+            component.environment = environment.id or self._register_environment(environment)
+        elif isinstance(environment, str):
+            component.environment = self._reference(environment, AzureMLResourceType.ENVIRONMENT)
+
+    def _register_environment(self, environment: Environment) -> str:
+        """An inline environment becomes an environment asset, through the simulated group."""
+        from labkit.sim.client import SIMULATED_GROUPS, _load
+
+        if "_environments" not in SIMULATED_GROUPS:
+            raise NotImplementedError(
+                "Inline environments need the simulated environments group, which is not available yet; "
+                "refer to a registered or curated environment instead (e.g. 'azureml:my-env:1').")
+        group = _load(SIMULATED_GROUPS["_environments"][1])(self._workspace, root=self._root, scope=self._scope)
+        return group.create_or_update(environment).id
+
+    def _reference(self, value: str, collection: str) -> str:
+        """A reference as the SDK sends it: ``azureml:name:version`` becomes an ARM id."""
+        if is_ARM_id_for_resource(value, collection) or is_registry_id_for_resource(value) or is_url(value):
+            return value
+        body = value[len("azureml:"):] if value.startswith("azureml:") else value
+        if collection == AzureMLResourceType.ENVIRONMENT and (body.startswith(CURATED_ENV_PREFIX) or "@" in body):
+            # Curated environments and labels are resolved by the service when the component runs.
+            return f"azureml:{body}"
+        name, version = parse_prefixed_name_version(value)
+        if not version:
+            raise invalid(f"Failed to extract version when parsing asset {value} of type {collection} as arm id. "
+                          "Version must be provided.", ErrorTarget.ASSET, ValidationErrorType.MISSING_FIELD)
+        if collection == AzureMLResourceType.CODE and self._store.get(CODE_KIND, name, version) is None:
+            raise not_found(f"Code {name}:{version} was not found in workspace '{self._workspace.name}'.")
+        return self._workspace.child_id(collection, name, version)
+
+    def archive(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
+                **kwargs: Any) -> None:
+        self._set_archived(name, version, label, archived=True)
+
+    def restore(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
+                **kwargs: Any) -> None:
+        self._set_archived(name, version, label, archived=False)
+
+
+def _fixed_part(spec: dict) -> dict:
+    return {key: value for key, value in spec.items() if key not in MUTABLE_SPEC_FIELDS}
