@@ -12,7 +12,7 @@ export LABKIT_SIM_ROOT := $(CURDIR)/_build/sim-workspaces
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: book test labs lab serve lock clean
+.PHONY: book test labs lab bench serve lock clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ labs: $(INSTALLED)
 
 lab: $(INSTALLED)
 	$(PY) scripts/run_labs.py $(LAB)
+
+# Performance measurements (ratios against a baseline run side by side); not part of make test.
+bench: $(INSTALLED)
+	$(PY) benchmarks/bench_sim_assets.py
 
 serve: $(INSTALLED)
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
