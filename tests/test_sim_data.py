@@ -13,7 +13,7 @@ from azure.ai.ml.entities import (
     SasTokenConfiguration,
 )
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.ai.ml.exceptions import ValidationException
+from azure.ai.ml.exceptions import MlException
 
 DEFAULT_STORES = {"workspaceblobstore", "workspaceartifactstore", "workspaceworkingdirectory", "workspacefilestore"}
 
@@ -165,7 +165,39 @@ def test_missing_things(ml_client, tmp_path):
         ml_client.data.get("nothing", version="1")
     with pytest.raises(ResourceNotFoundError):
         ml_client.data.get("nothing", label="latest")
-    with pytest.raises(ValidationException, match="version or label"):
+    # The SDK's DataOperations reports its validation errors as a formatted MlException.
+    with pytest.raises(MlException, match="version or label") as raised:
         ml_client.data.get("nothing")
-    with pytest.raises(ValidationException, match="MLTable"):
+    assert type(raised.value) is MlException
+    with pytest.raises(MlException, match="MLTable") as raised:
         ml_client.data.create_or_update(Data(name="t", path=str(tmp_path), type=AssetTypes.MLTABLE))
+    assert type(raised.value) is MlException
+
+
+def test_azureml_filesystem_browses_a_datastore_as_on_azure(ml_client, mltable_folder):
+    from azureml.fsspec import AzureMachineLearningFileSystem
+
+    asset = ml_client.data.create_or_update(
+        Data(name="patients-folder", path=str(mltable_folder), type=AssetTypes.URI_FOLDER))
+    workspace_uri = (f"azureml://subscriptions/{ml_client.subscription_id}/resourcegroups/"
+                     f"{ml_client.resource_group_name}/workspaces/{ml_client.workspace_name}")
+    datastore = AzureMachineLearningFileSystem(f"{workspace_uri}/datastores/workspaceblobstore")
+    assert datastore.ls() == ["LocalUpload"]
+    csv_files = datastore.glob("LocalUpload/**/*.csv")
+    assert len(csv_files) == 1 and csv_files[0].endswith("patients-table/patients.csv")
+    with datastore.open(csv_files[0]) as handle:
+        assert pd.read_csv(handle).shape == (3, 2)
+    assert AzureMachineLearningFileSystem(asset.path).ls() == ["MLTable", "patients.csv"]
+    by_asset = AzureMachineLearningFileSystem(f"{workspace_uri}/data/patients-folder/versions/1")
+    assert by_asset.ls() == ["MLTable", "patients.csv"]
+
+
+def test_uris_of_an_unknown_workspace_or_datastore_fail_clearly(ml_client):
+    bad_workspace = ("azureml://subscriptions/s/resourcegroups/g/workspaces/no-such-ws"
+                     "/datastores/workspaceblobstore/paths/x.csv")
+    with pytest.raises(FileNotFoundError, match="no-such-ws"):
+        pd.read_csv(bad_workspace)
+    bad_store = (f"azureml://subscriptions/s/resourcegroups/g/workspaces/{ml_client.workspace_name}"
+                 "/datastores/nostore/paths/x.csv")
+    with pytest.raises(ResourceNotFoundError, match="nostore"):
+        pd.read_csv(bad_store)

@@ -9,10 +9,10 @@ wrapped to hand that engine the local folder instead of the URI.
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 import re
 from pathlib import Path
-
-import importlib
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -20,10 +20,13 @@ from fsspec.implementations.local import LocalFileSystem
 # ``fsspec.registry`` is shadowed by a read-only view; the module holds the writable dict.
 _fsspec_registry = importlib.import_module("fsspec.registry")
 
-LONG_URI = re.compile(
-    r"^azureml://subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/workspaces/(?P<ws>[^/]+)"
-    r"/datastores/(?P<datastore>[^/]+)/paths/?(?P<path>.*)$", re.IGNORECASE)
-SHORT_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/?(?P<path>.*)$")
+# azureml-fsspec accepts the workspace part with or without "providers/Microsoft.MachineLearningServices/".
+_WORKSPACE = (r"^azureml://subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)"
+              r"/(?:providers/Microsoft\.MachineLearningServices/)?workspaces/(?P<ws>[^/]+)")
+LONG_URI = re.compile(_WORKSPACE + r"/datastores/(?P<datastore>[^/]+)(?:/paths/?(?P<path>.*))?$", re.IGNORECASE)
+DATA_ASSET_URI = re.compile(_WORKSPACE + r"/data/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/?$",
+                            re.IGNORECASE)
+SHORT_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)(?:/paths/?(?P<path>.*))?$")
 
 
 def local_path(uri: str) -> str:
@@ -32,6 +35,9 @@ def local_path(uri: str) -> str:
     from labkit.sim.datastores import datastore_folder
     from labkit.sim.workspace import SimWorkspace
 
+    asset = DATA_ASSET_URI.match(uri)
+    if asset:
+        return local_path(_data_asset_path(asset))
     match = LONG_URI.match(uri)
     if match:
         workspace = SimWorkspace(match["sub"], match["rg"], match["ws"], config.resolve_root() / match["ws"])
@@ -45,20 +51,85 @@ def local_path(uri: str) -> str:
         workspace = SimWorkspace(subscription, group, name, config.resolve_root() / name)
     if not (workspace.folder / "workspace.db").is_file():
         raise FileNotFoundError(f"No simulated workspace {workspace.name!r} under {config.resolve_root()}")
-    return str(datastore_folder(workspace, match["datastore"]) / match["path"])
+    return str(datastore_folder(workspace, match["datastore"]) / (match["path"] or ""))
+
+
+def _data_asset_path(match: re.Match) -> str:
+    """The datastore URI a data asset URI (``.../data/<name>[/versions/<v>]``) points at."""
+    from labkit.sim import config
+    from labkit.sim.workspace import SimWorkspace
+
+    workspace = SimWorkspace(match["sub"], match["rg"], match["ws"], config.resolve_root() / match["ws"])
+    store = workspace.store
+    row = store.get("data", match["name"], match["version"]) if match["version"] else store.latest("data", match["name"])
+    if row is None:
+        raise FileNotFoundError(f"No data asset {match['name']}:{match['version'] or 'latest'} in {workspace.name!r}")
+    return row.payload["properties"]["dataUri"]
 
 
 class SimulatedDatastoreFileSystem(LocalFileSystem):
-    """fsspec's local file system, addressed with ``azureml://`` URIs."""
+    """fsspec's local file system, addressed with ``azureml://`` URIs.
+
+    Also stands in for ``azureml.fsspec.AzureMachineLearningFileSystem(uri)``: paths given
+    to such an instance are relative to the datastore (or folder) its URI names, so
+    ``fs.ls()``, ``fs.ls("folder")`` and ``fs.open("folder/file.csv")`` work as on Azure.
+    """
 
     protocol = "azureml"
     root_marker = "/"
+
+    def __init__(self, uri: str | None = None, ml_client=None, **kwargs):
+        super().__init__(**kwargs)
+        self._base: Path | None = None
+        if uri:
+            self._base = Path(local_path(uri))
+            # An instance attribute shadows the class method for this instance's own calls.
+            self._strip_protocol = self._resolve
 
     @classmethod
     def _strip_protocol(cls, path):
         if isinstance(path, str) and path.startswith("azureml://"):
             path = local_path(path)
         return LocalFileSystem._strip_protocol(path)
+
+    def _resolve(self, path) -> str:
+        """A path as this instance's user gives it (relative to its URI) -> the local path."""
+        path = str(path or "")
+        if path.startswith("azureml://"):
+            path = local_path(path)
+        elif not path.startswith(str(self._base)):
+            path = str(self._base / path.lstrip("/"))
+        return LocalFileSystem._strip_protocol(path)
+
+    def _relative(self, local: str) -> str:
+        """A local path -> the form azureml-fsspec returns: relative to the instance's URI."""
+        if self._base is None or not os.path.isabs(local):
+            return local
+        relative = os.path.relpath(local, self._base).replace(os.sep, "/")
+        return "" if relative == "." else relative
+
+    # Listing methods run on a plain local file system (fsspec's compound operations call
+    # one another, so each must see local paths) and hand back azureml-fsspec's form.
+    def ls(self, path="", detail=False, **kwargs):
+        entries = [dict(e, name=self._relative(e["name"]))
+                   for e in _LOCAL.ls(self._strip_protocol(path), detail=True, **kwargs)]
+        return entries if detail else sorted(e["name"] for e in entries)
+
+    def info(self, path, **kwargs):
+        found = _LOCAL.info(self._strip_protocol(path), **kwargs)
+        return dict(found, name=self._relative(found["name"]))
+
+    def glob(self, path, **kwargs):
+        return sorted(self._relative(p) for p in _LOCAL.glob(self._strip_protocol(path), **kwargs))
+
+    def find(self, path="", **kwargs):
+        found = _LOCAL.find(self._strip_protocol(path), **kwargs)
+        if isinstance(found, dict):
+            return {self._relative(k): dict(v, name=self._relative(k)) for k, v in found.items()}
+        return [self._relative(p) for p in found]
+
+
+_LOCAL = LocalFileSystem()
 
 
 def _wrap_mltable_load(load):
@@ -74,9 +145,13 @@ def register() -> dict:
     """Route ``azureml://`` to the simulation; returns what :func:`unregister` restores."""
     import mltable
 
-    saved = {"fsspec": fsspec.registry.get("azureml"), "mltable_load": mltable.load}
+    import azureml.fsspec
+
+    saved = {"fsspec": fsspec.registry.get("azureml"), "mltable_load": mltable.load,
+             "fs_class": azureml.fsspec.AzureMachineLearningFileSystem}
     fsspec.register_implementation("azureml", SimulatedDatastoreFileSystem, clobber=True)
     mltable.load = _wrap_mltable_load(mltable.load)
+    azureml.fsspec.AzureMachineLearningFileSystem = SimulatedDatastoreFileSystem
     return saved
 
 
@@ -88,3 +163,6 @@ def unregister(saved: dict) -> None:
     if saved["fsspec"] is not None:
         fsspec.register_implementation("azureml", saved["fsspec"], clobber=True)
     mltable.load = saved["mltable_load"]
+    import azureml.fsspec
+
+    azureml.fsspec.AzureMachineLearningFileSystem = saved["fs_class"]
