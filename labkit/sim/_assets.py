@@ -24,7 +24,7 @@ from azure.ai.ml.exceptions import (
     ValidationException,
 )
 
-from labkit.sim._base import SimOperations, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
 from labkit.sim.datastores import DEFAULT_DATASTORE, datastore_folder
 
 # Asset names and versions as the service accepts them.
@@ -53,12 +53,13 @@ class VersionedAssetOperations(SimOperations):
 
     # -- identity ---------------------------------------------------------------------------
     def _check_name_and_version(self, name: str | None, version: str | None) -> None:
+        # The SDK does not check these before sending the request; the service refuses them (400).
         if not name or not NAME_PATTERN.match(name):
-            raise invalid(f"{self.entity_class.__name__} name {name!r} is invalid: use up to 255 "
-                          "letters, digits, '-', '_' or '.', starting with a letter or digit.", self.target)
+            raise bad_request(f"{self.entity_class.__name__} name {name!r} is invalid: use up to 255 "
+                              "letters, digits, '-', '_' or '.', starting with a letter or digit.")
         if version is not None and not VERSION_PATTERN.match(str(version)):
-            raise invalid(f"Version {version!r} of {name!r} is invalid: use up to 30 letters, digits, "
-                          "'-', '_' or '.', starting with a letter or digit.", self.target)
+            raise bad_request(f"Version {version!r} of {name!r} is invalid: use up to 30 letters, digits, "
+                              "'-', '_' or '.', starting with a letter or digit.")
 
     # -- reading ----------------------------------------------------------------------------
     def _entity(self, row) -> Any:

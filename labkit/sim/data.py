@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from azure.ai.ml._exception_helper import log_and_raise_error
 from azure.ai.ml._restclient.arm_ml_service.models import DataContainer, ListViewType
 from azure.ai.ml._utils._data_utils import read_local_mltable_metadata_contents
 from azure.ai.ml._utils.utils import is_url
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Data
-from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType
+from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import DataOperations as _SdkDataOperations
 from azure.ai.ml.operations._data_operations import _assert_local_path_matches_asset_type
 from azure.core.paging import ItemPaged
@@ -45,10 +46,21 @@ class DataOperations(VersionedAssetOperations, _SdkDataOperations):
              list_view_type: ListViewType = ListViewType.ACTIVE_ONLY) -> ItemPaged[Data]:
         return self._list(name, list_view_type)
 
+    # The SDK's DataOperations.get and create_or_update report their own validation errors
+    # through log_and_raise_error, i.e. as a formatted MlException, not a ValidationException.
     def get(self, name: str, version: Optional[str] = None, label: Optional[str] = None) -> Data:
-        return self._get(name, version, label)
+        try:
+            return self._get(name, version, label)
+        except ValidationException as error:
+            log_and_raise_error(error)
 
     def create_or_update(self, data: Data) -> Data:
+        try:
+            return self._create_or_update(data)
+        except ValidationException as error:
+            log_and_raise_error(error)
+
+    def _create_or_update(self, data: Data) -> Data:
         if not data.path:
             raise invalid("Missing data path. Path is required for data.", ErrorTarget.DATA,
                           ValidationErrorType.MISSING_FIELD)

@@ -261,5 +261,9 @@ class WorkspaceStore:
         """Remove uploads abandoned by a process that died mid-copy."""
         cutoff = time.time() - STAGING_MAX_AGE_S
         for leftover in (self.folder / "staging").iterdir():
-            if leftover.stat().st_mtime < cutoff:
+            try:
+                modified = leftover.stat().st_mtime
+            except FileNotFoundError:
+                continue  # another process's upload finished and removed its staging folder
+            if modified < cutoff:
                 shutil.rmtree(leftover, ignore_errors=True)

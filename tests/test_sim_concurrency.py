@@ -1,0 +1,251 @@
+"""Two processes, one workspace: versions stay distinct, a killed upload leaves no asset,
+and a workspace provisioned twice at once has one set of default datastores.
+
+The processes are real (``subprocess`` running a small script with this interpreter), as
+two notebooks or a notebook and a job would be. They start together: each imports, then
+says it is ready and waits for a "go" file, so their calls overlap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import Data
+from azure.core.exceptions import ResourceNotFoundError
+
+from labkit import sim
+from labkit.sim import store as sim_store
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_STORES = {"workspaceblobstore", "workspaceartifactstore", "workspaceworkingdirectory", "workspacefilestore"}
+
+# What every worker starts with: import, connect only when told, then wait for "go".
+PRELUDE = """
+import json, os, sys, time
+from pathlib import Path
+from labkit import sim
+from azure.ai.ml.entities import Data
+
+root, workspace, ready, go = sys.argv[1:5]
+args = sys.argv[5:]
+
+def wait_for_go():
+    Path(ready).touch()
+    deadline = time.time() + 60
+    while not Path(go).exists():
+        if time.time() > deadline:
+            sys.exit("no go signal")
+        time.sleep(0.005)
+"""
+
+REGISTER_VERSIONS = PRELUDE + """
+ml_client = sim.connect(root=root, workspace_name=workspace)
+count, inputs = int(args[0]), Path(args[1])
+wait_for_go()
+versions = []
+for i in range(count):
+    # Different content each time, so every call really copies files through staging.
+    path = inputs / f"patients-{os.getpid()}-{i}.csv"
+    path.write_text(f"age,diabetic\\n{i},{os.getpid() % 2}\\n")
+    data = ml_client.data.create_or_update(Data(name="patients", path=str(path), type="uri_file"))
+    versions.append(data.version)
+print(json.dumps(versions))
+"""
+
+SLOW_UPLOAD = PRELUDE + """
+import shutil
+ml_client = sim.connect(root=root, workspace_name=workspace)
+folder, progress = args
+real_copyfile = shutil.copyfile
+
+def slow_copyfile(src, dst, *a, **k):
+    # copy2 (what copytree uses) looks copyfile up at call time: each file takes a while.
+    copied = real_copyfile(src, dst, *a, **k)
+    Path(progress).write_text(str(int(Path(progress).read_text() or 0) + 1) if Path(progress).exists() else "1")
+    time.sleep(0.2)
+    return copied
+
+shutil.copyfile = slow_copyfile
+wait_for_go()
+ml_client.data.create_or_update(Data(name="patients-folder", path=folder, type="uri_folder"))
+print("finished")
+"""
+
+PLACE_COPIES = PRELUDE + """
+from labkit.sim.store import WorkspaceStore
+store = WorkspaceStore(Path(root) / workspace)
+count, inputs = int(args[0]), Path(args[1])
+sources = []
+for i in range(count):
+    sources.append(inputs / f"{os.getpid()}-{i}.txt")
+    sources[-1].write_text(f"{os.getpid()}-{i}")
+wait_for_go()
+for source in sources:
+    store.place_copy(source, store.folder / "storage" / "copies" / source.name)
+print(count)
+"""
+
+PROVISION = PRELUDE + """
+wait_for_go()
+ml_client = sim.connect(root=root, workspace_name=workspace)
+workspace_entity = ml_client.workspaces.get(workspace)
+stores = sorted(d.name for d in ml_client.datastores.list())
+print(json.dumps({"id": workspace_entity._workspace_id, "datastores": stores,
+                  "default": ml_client.datastores.get_default().name}))
+"""
+
+
+def start_workers(script: str, count: int, root: Path, workspace: str, signals: Path, *args: str):
+    """Start ``count`` workers; return them once all are ready (before any has been told to go)."""
+    signals.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    workers = []
+    for i in range(count):
+        ready = signals / f"ready-{i}"
+        workers.append((ready, subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), str(root), workspace, str(ready),
+             str(signals / "go"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=signals, env=env)))
+    deadline = time.time() + 60
+    while not all(ready.exists() for ready, _ in workers):
+        for _, process in workers:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited early: {process.communicate()[1]}")
+        assert time.time() < deadline, "workers did not start"
+        time.sleep(0.01)
+    return [process for _, process in workers]
+
+
+def go(signals: Path) -> None:
+    (signals / "go").touch()
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out
+
+
+def rows(workspace_folder: Path, kind: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{workspace_folder / 'workspace.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT name, version FROM resources WHERE kind=?", (kind,)).fetchall()
+    finally:
+        db.close()
+
+
+def stored_files(workspace_folder: Path) -> list[Path]:
+    return sorted(p for p in (workspace_folder / "storage").rglob("*") if p.is_file())
+
+
+# -- (a) automatic versions from several processes --------------------------------------------
+def test_processes_registering_versions_at_once_get_distinct_contiguous_versions(ml_client, sim_root, tmp_path):
+    processes, per_process = 3, 8
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    workers = start_workers(REGISTER_VERSIONS, processes, sim_root, ml_client.workspace_name,
+                            tmp_path / "signals", str(per_process), str(inputs))
+    go(tmp_path / "signals")
+    reported = [json.loads(finish(worker)) for worker in workers]
+
+    total = processes * per_process
+    every_version = [int(v) for versions in reported for v in versions]
+    assert sorted(every_version) == list(range(1, total + 1))
+    for versions in reported:  # each process saw its own versions increase
+        assert [int(v) for v in versions] == sorted(int(v) for v in versions)
+    listed = sorted(int(d.version) for d in ml_client.data.list(name="patients"))
+    assert listed == list(range(1, total + 1))
+    assert ml_client.data.get("patients", label="latest").version == str(total)
+    assert not any((sim.workspace_folder(ml_client) / "staging").iterdir())
+
+
+def test_uploads_from_several_processes_never_trip_over_each_others_staging(ml_client, sim_root, tmp_path):
+    # Every upload first sweeps old leftovers from staging/ while other processes' uploads
+    # come and go there; many small copies at once make that overlap certain.
+    processes, per_process = 4, 250
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    workers = start_workers(PLACE_COPIES, processes, sim_root, ml_client.workspace_name,
+                            tmp_path / "signals", str(per_process), str(inputs))
+    go(tmp_path / "signals")
+    for worker in workers:
+        assert finish(worker).strip() == str(per_process)
+    workspace = sim.workspace_folder(ml_client)
+    assert len(list((workspace / "storage" / "copies").iterdir())) == processes * per_process
+    assert list((workspace / "staging").iterdir()) == []
+
+
+# -- (b) a process killed mid-upload -------------------------------------------------------------
+def test_a_process_killed_mid_upload_leaves_no_asset_and_its_staging_is_swept(ml_client, sim_root, tmp_path):
+    workspace = sim.workspace_folder(ml_client)
+    folder = tmp_path / "patients-folder"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"part-{i:02d}.csv").write_text(f"age,diabetic\n{i},{i % 2}\n")
+    progress = tmp_path / "progress"
+    files_before = stored_files(workspace)
+
+    [worker] = start_workers(SLOW_UPLOAD, 1, sim_root, ml_client.workspace_name, tmp_path / "signals",
+                             str(folder), str(progress))
+    go(tmp_path / "signals")
+    deadline = time.time() + 60
+    while not (progress.exists() and progress.read_text() and int(progress.read_text()) >= 3):
+        assert worker.poll() is None, worker.communicate()[1]
+        assert time.time() < deadline, "the upload did not start"
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate(timeout=30)
+    assert worker.returncode == -signal.SIGKILL
+
+    # No asset, no file in the datastore: only the abandoned copy in staging.
+    assert rows(workspace, "data") == []
+    assert stored_files(workspace) == files_before
+    [leftover] = list((workspace / "staging").iterdir())
+    assert any(p.is_file() for p in leftover.rglob("*"))
+    with pytest.raises(ResourceNotFoundError, match="patients-folder"):
+        ml_client.data.get("patients-folder", label="latest")
+
+    # A young leftover may be an upload still in progress: the next upload leaves it alone.
+    other = tmp_path / "other.csv"
+    other.write_text("age\n1\n")
+    ml_client.data.create_or_update(Data(name="other", path=str(other), type=AssetTypes.URI_FILE))
+    assert leftover.exists()
+
+    # Once old, the next upload's sweep removes it, and the same asset registers as version 1.
+    old = time.time() - sim_store.STAGING_MAX_AGE_S - 60
+    os.utime(leftover, (old, old))
+    data = ml_client.data.create_or_update(Data(name="patients-folder", path=str(folder), type=AssetTypes.URI_FOLDER))
+    assert data.version == "1"
+    assert not leftover.exists()
+    assert list((workspace / "staging").iterdir()) == []
+    uploaded = [p for p in stored_files(workspace) if "patients-folder" in str(p)]
+    assert sorted(p.name for p in uploaded) == sorted(p.name for p in folder.iterdir())
+    assert ml_client.data.get("patients-folder", label="latest").version == "1"
+
+
+# -- (c) one new workspace provisioned by several processes at once ------------------------------
+def test_processes_provisioning_the_same_new_workspace_get_one_set_of_defaults(sim_root, tmp_path):
+    name = "mlw-provisioned-twice"
+    workers = start_workers(PROVISION, 3, sim_root, name, tmp_path / "signals")
+    go(tmp_path / "signals")
+    reported = [json.loads(finish(worker)) for worker in workers]
+
+    assert len({r["id"] for r in reported}) == 1  # all saw the same workspace
+    for r in reported:
+        assert set(r["datastores"]) == DEFAULT_STORES
+        assert r["default"] == "workspaceblobstore"
+    folder = sim_root / name
+    assert rows(folder, "workspace") == [(name, "")]
+    assert sorted(n for n, _ in rows(folder, "datastore")) == sorted(DEFAULT_STORES)
+    # One storage account with one container or share per default datastore.
+    [account] = list((folder / "storage").iterdir())
+    assert len(list(account.iterdir())) == len(DEFAULT_STORES)
