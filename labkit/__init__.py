@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from labkit import quiet
+from labkit.workspace_config import find_config
 
 quiet.install()
 
@@ -31,24 +32,13 @@ def data_file(name: str) -> Path:
     return path
 
 
-def _find_config(start: Path) -> Path | None:
-    """Where ``MLClient.from_config`` would find a workspace config, or None."""
-    for folder in [start, *start.parents]:
-        for sub in (".azureml", "aml_config", ""):
-            for name in ("config.json", "project.json"):
-                candidate = folder / sub / name
-                if candidate.is_file():
-                    return candidate
-    return None
-
-
 def _choose_backend(backend: str) -> str:
     backend = os.environ.get("LABKIT_BACKEND", backend) if backend == "auto" else backend
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend != "auto":
         return backend
-    configured = _find_config(Path.cwd()) or all(os.environ.get(v) for v in AZURE_ENV_VARS)
+    configured = find_config() or all(os.environ.get(v) for v in AZURE_ENV_VARS)
     return "azure" if configured else "simulated"
 
 
@@ -59,7 +49,7 @@ def _connect_azure():
     # Neither the constructor nor the credential calls Azure: the first token is fetched
     # when the first operation runs.
     credential = DefaultAzureCredential()
-    config = _find_config(Path.cwd())
+    config = find_config()
     if config is not None:
         return MLClient.from_config(credential, path=str(config), enable_telemetry=False)
     sub, group, workspace = (os.environ[v] for v in AZURE_ENV_VARS)

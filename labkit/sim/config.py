@@ -27,15 +27,10 @@ def names_from_config(path=None, file_name=None) -> tuple[str, str, str]:
     """(subscription, resource group, workspace) from a ``config.json`` found where
     ``MLClient.from_config`` looks, else the simulation's default names."""
     from azure.ai.ml import MLClient
-    from azure.ai.ml._file_utils.file_utils import traverse_up_path_and_find_file
 
-    start = Path(path) if path else Path(".")
-    found = start if start.is_file() else None
-    names = [file_name] if file_name else ["config.json", "project.json"]
-    for folder in (".azureml", "aml_config", None):
-        for name in names:
-            found = found or traverse_up_path_and_find_file(
-                path=start, file_name=name, directory_name=folder, num_levels=20)
+    from labkit.workspace_config import find_config
+
+    found = find_config(path, file_name)
     if found:
         return MLClient._get_workspace_info(str(found))
     return DEFAULT_SUBSCRIPTION, DEFAULT_RESOURCE_GROUP, DEFAULT_WORKSPACE
