@@ -148,8 +148,10 @@ def test_mlflow_tracks_into_the_workspace(ml_client, tmp_path, monkeypatch):
             mlflow.log_metric("auc", 0.91)
         runs = mlflow.search_runs(experiment_names=["tracking-check"])
         assert runs.loc[0, "metrics.auc"] == pytest.approx(0.91)
-        assert mlflow.get_run(run.info.run_id).info.artifact_uri.startswith(
-            (sim.workspace_folder(ml_client) / "mlflow").as_uri())
+        # Artifacts go where Azure keeps run artifacts: the workspace's artifact store.
+        artifact_uri = mlflow.get_run(run.info.run_id).info.artifact_uri
+        assert artifact_uri.startswith(sim.workspace_folder(ml_client).as_uri())
+        assert "/azureml/ExperimentRun/" in artifact_uri
         assert not (tmp_path / "mlruns").exists()
     finally:
         mlflow.set_tracking_uri(None)

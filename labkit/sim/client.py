@@ -27,6 +27,7 @@ SIMULATED_GROUPS = {
     "_environments": (AzureMLResourceType.ENVIRONMENT, "labkit.sim.environments:EnvironmentOperations"),
     "_models": (AzureMLResourceType.MODEL, "labkit.sim.models:ModelOperations"),
     "_components": (AzureMLResourceType.COMPONENT, "labkit.sim.components:ComponentOperations"),
+    "_jobs": (AzureMLResourceType.JOB, "labkit.sim.jobs:JobOperations"),
 }
 
 

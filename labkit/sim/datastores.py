@@ -18,7 +18,6 @@ from azure.ai.ml.entities import (
     AzureFileDatastore,
     Datastore,
 )
-from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationException
 from azure.ai.ml.operations import DatastoreOperations as _SdkDatastoreOperations
 
 from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
@@ -39,13 +38,18 @@ def _container_of(payload: dict) -> tuple[str, str]:
     return account, container
 
 
+def container_folder(workspace_folder: Path, payload: dict) -> Path:
+    """The local folder of the container or share a datastore payload names."""
+    account, container = _container_of(payload)
+    return workspace_folder / "storage" / account / container
+
+
 def datastore_folder(workspace: SimWorkspace, name: str) -> Path:
     """The local folder that stands for the datastore's container or share."""
     row = workspace.store.get(KIND, name.lower())
     if row is None:
         raise not_found(f"Datastore '{name}' was not found in workspace '{workspace.name}'.")
-    account, container = _container_of(row.payload)
-    return workspace.folder / "storage" / account / container
+    return container_folder(workspace.folder, row.payload)
 
 
 def _put_datastore(workspace: SimWorkspace, db: sqlite3.Connection, datastore: Datastore,
@@ -59,8 +63,7 @@ def _put_datastore(workspace: SimWorkspace, db: sqlite3.Connection, datastore: D
     workspace.store.put(db, KIND, name, "", type(rest)(payload))
     if secrets:
         workspace.store.put_secret(db, KIND, name, secrets)
-    account, container = _container_of(payload)
-    (workspace.folder / "storage" / account / container).mkdir(parents=True, exist_ok=True)
+    container_folder(workspace.folder, payload).mkdir(parents=True, exist_ok=True)
 
 
 def create_default_datastores(workspace: SimWorkspace, db: sqlite3.Connection, workspace_id: str) -> None:
@@ -112,12 +115,10 @@ class DatastoreOperations(SimOperations, _SdkDatastoreOperations):
         raise not_found(f"Workspace '{self._workspace.name}' has no default datastore.")
 
     def create_or_update(self, datastore: Datastore) -> Datastore:
+        # The SDK sends any name; the service refuses an invalid one (400).
         if not datastore.name or not NAME_PATTERN.match(datastore.name):
-            raise ValidationException(
-                message=(f"Datastore name {datastore.name!r} is invalid: it can only contain letters, "
-                         "digits and underscores."),
-                no_personal_data_message="Invalid datastore name.",
-                target=ErrorTarget.DATASTORE, error_category=ErrorCategory.USER_ERROR)
+            raise bad_request(f"Datastore name {datastore.name!r} is invalid: it can only contain letters, "
+                              "digits and underscores.")
         existing = self._store.get(KIND, datastore.name.lower())
         if existing and existing.payload["properties"].get("datastoreType") != datastore._to_rest_object().properties.datastore_type:
             raise bad_request(

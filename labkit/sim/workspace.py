@@ -1,6 +1,7 @@
 """One simulated workspace: its names, ids, folder, store and MLflow tracking store."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,10 +15,22 @@ DEFAULT_LOCATION = "eastus"
 
 @dataclass(frozen=True)
 class SimWorkspace:
+    """Names and folder of one simulated workspace (``workspace.json`` in the folder keeps
+    the names, so a worker process can reopen the workspace from its folder alone)."""
+
     subscription_id: str
     resource_group: str
     name: str
     folder: Path
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> "SimWorkspace":
+        names = json.loads((Path(folder) / "workspace.json").read_text())
+        return cls(names["subscription_id"], names["resource_group"], names["name"], Path(folder))
+
+    def write_names(self) -> None:
+        names = {"subscription_id": self.subscription_id, "resource_group": self.resource_group, "name": self.name}
+        (self.folder / "workspace.json").write_text(json.dumps(names, indent=2))
 
     @cached_property
     def store(self) -> WorkspaceStore:

@@ -12,7 +12,7 @@ from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationExcepti
 from azure.ai.ml.operations import WorkspaceOperations as _SdkWorkspaceOperations
 from azure.core.polling import LROPoller
 
-from labkit.sim._base import SimOperations, done, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
 from labkit.sim.workspace import DEFAULT_LOCATION, SimWorkspace
 
 KIND = "workspace"
@@ -33,14 +33,10 @@ def _linked_resource_ids(workspace: SimWorkspace, workspace_id: str) -> dict:
 
 
 def _validate_name(name: str) -> None:
+    # The SDK sends any name; Azure Resource Manager refuses an invalid one (400).
     if not name or not NAME_PATTERN.match(name):
-        raise ValidationException(
-            message=(f"Workspace name {name!r} is invalid: use 3 to 33 letters, digits, hyphens "
-                     "or underscores, starting with a letter or digit."),
-            no_personal_data_message="Invalid workspace name.",
-            target=ErrorTarget.WORKSPACE,
-            error_category=ErrorCategory.USER_ERROR,
-        )
+        raise bad_request(f"Workspace name {name!r} is invalid: use 3 to 33 letters, digits, hyphens "
+                          "or underscores, starting with a letter or digit.")
 
 
 def provision(workspace: SimWorkspace, entity: Workspace | None = None) -> None:
@@ -70,6 +66,7 @@ def provision(workspace: SimWorkspace, entity: Workspace | None = None) -> None:
             return  # another process provisioned it first
         store.put(db, KIND, workspace.name, "", type(rest)(payload))
         create_default_datastores(workspace, db, workspace_id)
+        workspace.write_names()
 
 
 def _entity(workspace: SimWorkspace) -> Workspace:

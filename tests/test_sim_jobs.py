@@ -1,0 +1,222 @@
+"""Command jobs on the simulated workspace, submitted and followed as on Azure."""
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+from azure.ai.ml import Input, Output, command, load_job
+from azure.ai.ml.entities import AmlCompute, ComputeInstance, Data
+from azure.ai.ml.exceptions import JobException, ValidationException
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+from labkit.sim import job_state
+
+ENV = "AzureML-sklearn-1.5@latest"
+
+
+def wait(ml_client, name, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = ml_client.jobs.get(name)
+        if job.status in job_state.TERMINAL_STATUSES:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
+
+
+@pytest.fixture
+def src(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text(textwrap.dedent("""
+        import argparse, os
+        import mlflow
+        import pandas as pd
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--data")
+        parser.add_argument("--rate", type=float)
+        parser.add_argument("--out")
+        args = parser.parse_args()
+        frame = pd.read_csv(args.data)
+        with mlflow.start_run():
+            mlflow.log_param("rate", args.rate)
+            mlflow.log_metric("rows", len(frame))
+        os.makedirs("outputs", exist_ok=True)
+        with open("outputs/summary.txt", "w") as handle:
+            handle.write(f"{len(frame)} rows")
+        with open(os.path.join(args.out, "result.csv"), "w") as handle:
+            handle.write("rows\\n%d\\n" % len(frame))
+        print("input env", os.environ["AZURE_ML_INPUT_data"] == args.data)
+        print("done training")
+    """))
+    (folder / "fail.py").write_text("raise RuntimeError('the model exploded')\n")
+    (folder / "sleep.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
+    return folder
+
+
+@pytest.fixture
+def data_asset(ml_client, tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n1,2\n3,4\n5,6\n")
+    return ml_client.data.create_or_update(Data(name="rows", version="1", path=str(path), type="uri_file"))
+
+
+def training_job(src, **overrides):
+    spec = dict(code=str(src), command="python train.py --data ${{inputs.data}} --rate ${{inputs.rate}} "
+                                       "--out ${{outputs.result}}",
+                inputs={"data": Input(type="uri_file", path="azureml:rows:1"), "rate": 0.1},
+                outputs={"result": Output(type="uri_folder")}, environment=ENV, experiment_name="jobs-test")
+    spec.update(overrides)
+    return command(**spec)
+
+
+def test_a_command_job_runs_logs_to_mlflow_and_keeps_its_outputs(ml_client, src, data_asset, tmp_path, capsys):
+    import mlflow
+
+    submitted = ml_client.jobs.create_or_update(training_job(src))
+    assert submitted.status in ("NotStarted", "Queued", "Running")
+    ml_client.jobs.stream(submitted.name)
+    streamed = capsys.readouterr().out
+    assert f"RunId: {submitted.name}" in streamed and "Streaming user_logs/std_log.txt" in streamed
+    assert "done training" in streamed and "input env True" in streamed
+    assert "Execution Summary" in streamed
+    job = ml_client.jobs.get(submitted.name)
+    assert job.status == "Completed"
+    assert job.studio_url.startswith("file://") and job.experiment_name == "jobs-test"
+
+    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
+    try:
+        run = mlflow.get_run(job.name)  # the job's MLflow run has the job's name as its id
+        assert run.data.metrics["rows"] == 3 and run.data.params["rate"] == "0.1"
+        assert run.info.status == "FINISHED"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    ml_client.jobs.download(job.name, download_path=tmp_path / "dl", all=True)
+    assert (tmp_path / "dl" / "named-outputs" / "result" / "result.csv").read_text() == "rows\n3\n"
+    assert (tmp_path / "dl" / "artifacts" / "outputs" / "summary.txt").read_text() == "3 rows"
+    assert "done training" in (tmp_path / "dl" / "artifacts" / "user_logs" / "std_log.txt").read_text()
+
+
+def test_a_failing_script_ends_failed_and_stream_raises(ml_client, src, capsys):
+    job = ml_client.jobs.create_or_update(command(code=str(src), command="python fail.py", environment=ENV))
+    with pytest.raises(JobException, match="the model exploded"):
+        ml_client.jobs.stream(job.name)
+    assert "RuntimeError: the model exploded" in capsys.readouterr().out
+    assert ml_client.jobs.get(job.name).status == "Failed"
+
+
+def test_job_from_yaml(ml_client, src, data_asset, tmp_path):
+    spec = tmp_path / "job.yml"
+    spec.write_text(textwrap.dedent(f"""
+        $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+        code: {src}
+        command: python train.py --data ${{{{inputs.data}}}} --rate ${{{{inputs.rate}}}} --out ${{{{outputs.result}}}}
+        inputs:
+          data:
+            type: uri_file
+            path: azureml:rows@latest
+          rate: 0.5
+        outputs:
+          result:
+            type: uri_folder
+        environment: azureml:{ENV}
+        experiment_name: yaml-jobs
+    """))
+    job = ml_client.jobs.create_or_update(load_job(spec))
+    assert wait(ml_client, job.name).status == "Completed"
+
+
+def test_local_inputs_are_uploaded(ml_client, src, tmp_path):
+    local = tmp_path / "local.csv"
+    local.write_text("a\n1\n2\n")
+    job = ml_client.jobs.create_or_update(training_job(src, inputs={"data": Input(type="uri_file", path=str(local)),
+                                                                    "rate": 1}))
+    assert job.inputs["data"].path.startswith("azureml://")
+    assert wait(ml_client, job.name).status == "Completed"
+
+
+def test_cluster_max_instances_bounds_concurrency(ml_client, src):
+    ml_client.begin_create_or_update(AmlCompute(name="one-node", size="Standard_DS3_v2", max_instances=1)).result()
+    first = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV,
+                                                    compute="one-node"))
+    second = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV,
+                                                     compute="one-node"))
+    deadline = time.time() + 60
+    while ml_client.jobs.get(first.name).status != "Running" and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert ml_client.jobs.get(first.name).status == "Running"
+    assert ml_client.jobs.get(second.name).status == "Queued"
+    ml_client.jobs.begin_cancel(first.name).result()
+    ml_client.jobs.begin_cancel(second.name).result()
+    assert wait(ml_client, first.name).status == "Canceled"
+    assert wait(ml_client, second.name).status == "Canceled"
+
+
+def test_a_job_whose_process_dies_is_reported_failed(ml_client, src):
+    job = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV))
+    deadline = time.time() + 60
+    while ml_client.jobs.get(job.name).status != "Running" and time.time() < deadline:
+        time.sleep(0.2)
+    pid = job_state.worker_pid(ml_client._sim_workspace, job.name)
+    os.killpg(pid, signal.SIGKILL)
+    finished = wait(ml_client, job.name)
+    assert finished.status == "Failed"
+    assert "ended without reporting" in job_state.error_of(ml_client._sim_workspace, job.name)
+
+
+def test_refusals(ml_client, src, data_asset):
+    with pytest.raises(HttpResponseError, match="Compute 'nowhere' was not found"):
+        ml_client.jobs.create_or_update(training_job(src, compute="nowhere"))
+    ml_client.begin_create_or_update(ComputeInstance(name="ci-stopped", size="Standard_DS3_v2")).result()
+    ml_client.compute.begin_stop("ci-stopped").result()
+    with pytest.raises(HttpResponseError, match="start it"):
+        ml_client.jobs.create_or_update(training_job(src, compute="ci-stopped"))
+    with pytest.raises(ResourceNotFoundError):
+        ml_client.jobs.create_or_update(training_job(src, inputs={"data": Input(type="uri_file",
+                                                                                 path="azureml:absent:1"), "rate": 1}))
+    with pytest.raises(ResourceNotFoundError):
+        ml_client.jobs.create_or_update(training_job(src, environment="azureml:no-such-env:1"))
+    job = ml_client.jobs.create_or_update(training_job(src, name="named-once"))
+    with pytest.raises(ResourceExistsError):
+        ml_client.jobs.create_or_update(training_job(src, name="named-once"))
+    wait(ml_client, job.name)
+    assert [j.name for j in ml_client.jobs.list()] == ["named-once"]
+
+
+def test_download_before_the_end_is_refused_and_archive_hides(ml_client, src):
+    job = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV))
+    with pytest.raises(JobException, match="Download is allowed only"):
+        ml_client.jobs.download(job.name)
+    ml_client.jobs.begin_cancel(job.name).result()
+    assert wait(ml_client, job.name).status == "Canceled"
+    ml_client.jobs.archive(job.name)
+    assert job.name not in [j.name for j in ml_client.jobs.list()]
+    ml_client.jobs.restore(job.name)
+    assert job.name in [j.name for j in ml_client.jobs.list()]
+
+
+def test_missing_packages_are_reported_in_the_log(ml_client, src, tmp_path):
+    from azure.ai.ml.entities import Environment
+
+    conda = tmp_path / "conda.yml"
+    conda.write_text("name: x\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n    - pandas\n"
+                     "    - surely-not-installed-package==1.0\n")
+    env = Environment(name="odd-env", version="1", image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+                      conda_file=str(conda))
+    job = ml_client.jobs.create_or_update(command(code=str(src), command="echo ran", environment=env))
+    assert wait(ml_client, job.name).status == "Completed"
+    log = (job_state.job_folder(ml_client._sim_workspace, job.name) / "user_logs" / "std_log.txt").read_text()
+    assert "surely-not-installed-package==1.0" in log and "pandas" not in log.split("installed")[1].split("\n")[0]
+    assert "ran" in log
+
+
+def test_invalid_job_is_refused_by_the_sdk_validation(ml_client, src):
+    with pytest.raises(ValidationException):
+        ml_client.jobs.create_or_update(command(code=str(src), command="python train.py ${{inputs.missing}}",
+                                                environment=ENV))
