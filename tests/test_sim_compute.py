@@ -242,14 +242,15 @@ def test_detach_kubernetes(ml_client):
 
 def test_list_sizes_describes_cpu_and_gpu_sizes(ml_client):
     sizes = {size.name: size for size in ml_client.compute.list_sizes()}
-    assert {"Standard_DS3_v2", "Standard_D2as_v4", "Standard_E4s_v3", "Standard_NC6s_v3",
+    assert {"Standard_DS3_v2", "Standard_D2as_v4", "Standard_E4s_v3",
             "Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4", "Standard_ND96asr_v4"} <= set(sizes)
+    assert "Standard_NC6s_v3" not in sizes  # retired on 30 September 2025
     # VmSize._from_rest_object copies the service's field names (vCPUs, memoryGB) as they come.
-    gpu = sizes["Standard_NC6s_v3"]
+    gpu = sizes["Standard_NC4as_T4_v3"]
     assert gpu.gpus == 1
-    assert gpu.vCPUs == 6
-    assert gpu.memoryGB == 112
-    assert gpu.family == "standardNCSv3Family"
+    assert gpu.vCPUs == 4
+    assert gpu.memoryGB == 28
+    assert gpu.family == "standardNCASv3_T4Family"
     assert sizes["Standard_ND96asr_v4"].gpus == 8
     assert sizes["Standard_DS3_v2"].gpus == 0
     assert sizes["Standard_DS3_v2"].vCPUs == 4
@@ -269,19 +270,19 @@ def test_list_usage_counts_cluster_capacity_per_family(ml_client):
 
     before = usage()
     assert before["standardDSv2Family"].currentValue == 0
-    assert before["standardNCSv3Family"].limit == sim_compute.GPU_FAMILY_LIMIT
+    assert before["standardNCASv3_T4Family"].limit == sim_compute.GPU_FAMILY_LIMIT
 
     make_cluster(ml_client, size="Standard_DS3_v2", max_instances=4)  # 4 x 4 vCPUs
-    make_cluster(ml_client, name="gpu-cluster", size="Standard_NC6s_v3", max_instances=2)  # 2 x 6
+    make_cluster(ml_client, name="gpu-cluster", size="Standard_NC4as_T4_v3", max_instances=2)  # 2 x 4
     make_cluster(ml_client, name="cheap-cluster", size="Standard_D2s_v3", max_instances=3, tier="low_priority")
     ml_client.compute.begin_create_or_update(ComputeInstance(name="ci-learner", size="Standard_DS11_v2")).result()
 
     after = usage()
     assert after["standardDSv2Family"].currentValue == 16 + 2
-    assert after["standardNCSv3Family"].currentValue == 12
+    assert after["standardNCASv3_T4Family"].currentValue == 8
     assert after["standardDSv3Family"].currentValue == 0
     assert after["TotalLowPriorityCores"].currentValue == 6
-    assert after["Cores"].currentValue == 30
+    assert after["Cores"].currentValue == 16 + 2 + 8  # dedicated only
     assert after["Cores"].limit == sim_compute.TOTAL_DEDICATED_LIMIT
-    assert after["standardNCSv3Family"].type == "Microsoft.MachineLearningServices/vmFamily/usages"
-    assert after["standardNCSv3Family"].amlWorkspaceLocation == "eastus"
+    assert after["standardNCASv3_T4Family"].type == "Microsoft.MachineLearningServices/vmFamily/usages"
+    assert after["standardNCASv3_T4Family"].amlWorkspaceLocation == "eastus"

@@ -108,12 +108,8 @@ VM_SIZES: list[VmSpec] = [
         ("Standard_E32s_v3", 32, 256, 0),
     ]),
     # -- GPU ---------------------------------------------------------------------------------
-    *_series("standardNCSv3Family", "Standard NCSv3 Family", "NVIDIA Tesla V100 16GB", [
-        ("Standard_NC6s_v3", 6, 112, 1),
-        ("Standard_NC12s_v3", 12, 224, 2),
-        ("Standard_NC24s_v3", 24, 448, 4),
-        ("Standard_NC24rs_v3", 24, 448, 4),
-    ]),
+    # The V100 NCv3 sizes (Standard_NC6s_v3, NC12s_v3, NC24s_v3) retired on 30 September 2025
+    # (Azure's NCv3 retirement notice), so they are not offered, and creating one is refused.
     *_series("standardNCASv3_T4Family", "Standard NCASv3_T4 Family", "NVIDIA Tesla T4 16GB", [
         ("Standard_NC4as_T4_v3", 4, 28, 1),
         ("Standard_NC8as_T4_v3", 8, 56, 1),
