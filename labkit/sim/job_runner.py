@@ -37,6 +37,8 @@ WAITING_GRACE_S = 60
 REFERENCE = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 OPTIONAL_BLOCK = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 ERROR_TAIL_LINES = 25
+# Parent jobs other modules run: jobType -> "module:function(workspace, name)".
+JOB_TYPE_RUNNERS: dict[str, str] = {}
 
 
 class Canceled(Exception):
@@ -246,8 +248,14 @@ def main(folder: str, name: str) -> None:
     signal.signal(signal.SIGTERM, on_cancel)
     try:
         start_mlflow_run(workspace, name)
-        wait_for_a_node(workspace, name)
-        run(workspace, name)
+        job_type = workspace.store.get(job_state.KIND, name).payload["properties"]["jobType"]
+        if job_type == "Command":
+            wait_for_a_node(workspace, name)
+            run(workspace, name)
+        else:  # a sweep or a pipeline: its module runs it (and its children)
+            from labkit.sim.client import _load
+
+            _load(JOB_TYPE_RUNNERS[job_type])(workspace, name)
     except Canceled:
         if job_state.status_of(workspace, name) not in job_state.TERMINAL_STATUSES:
             job_state.finish(workspace, name, "Canceled", "The job was canceled.")

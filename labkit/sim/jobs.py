@@ -37,6 +37,8 @@ from labkit.sim.datastores import DEFAULT_DATASTORE
 KIND = job_state.KIND
 DEFAULT_EXPERIMENT = "Default"
 STREAM_POLL_S = 0.3
+# Job types other modules submit: "module:function(job_operations, job) -> Job".
+OTHER_JOB_TYPES: dict[str, str] = {}
 # Keeps a handle on each worker so it is reaped when it ends (no zombie processes).
 _workers: list[subprocess.Popen] = []
 
@@ -113,11 +115,16 @@ class JobOperations(SimOperations, _SdkJobOperations):
         if not skip_validation:
             self.validate(job, raise_on_failure=True)
         job_type = type(job).__name__
-        if job_type not in ("Command", "CommandJob"):
+        if job_type in ("Command", "CommandJob"):
+            return self._submit_command(job)
+        if job_type not in OTHER_JOB_TYPES:
             raise NotImplementedError(f"{job_type} jobs are not part of the simulated workspace yet.")
-        return self._submit_command(job)
+        from labkit.sim.client import _load
 
-    def _submit_command(self, job) -> Job:
+        return _load(OTHER_JOB_TYPES[job_type])(self, job)
+
+    def _submit_command(self, job, parent: Optional[str] = None) -> Job:
+        """Submit a command job (``parent``: the sweep or pipeline job it is a child of)."""
         base_path = Path(getattr(job, "base_path", None) or os.getcwd())
         rest = to_rest_job_object(job)
         payload = rest.as_dict()
@@ -135,18 +142,26 @@ class JobOperations(SimOperations, _SdkJobOperations):
             if not value.get("uri"):
                 value["uri"] = self._workspace.long_uri(DEFAULT_DATASTORE, f"azureml/{name}/{output_name}/")
         props["outputs"] = outputs
-        props["status"] = "NotStarted"
-        job_folder = job_state.job_folder(self._workspace, name)
-        props["services"] = {
-            "Studio": {"jobServiceType": "Studio", "endpoint": (job_folder / "index.html").as_uri()},
-            "Tracking": {"jobServiceType": "Tracking", "endpoint": self._workspace.mlflow_tracking_uri},
-        }
+        props["services"] = self._services(name)
         props.setdefault("properties", {})
+        if parent:
+            props["properties"]["azureml.parentrunid"] = parent
+        return self._store_and_start(type(rest), payload)
+
+    def _services(self, name: str) -> dict:
+        """The job's links: ``studio_url`` (here its local summary page) and MLflow tracking."""
+        page = job_state.job_folder(self._workspace, name) / "index.html"
+        return {"Studio": {"jobServiceType": "Studio", "endpoint": page.as_uri()},
+                "Tracking": {"jobServiceType": "Tracking", "endpoint": self._workspace.mlflow_tracking_uri}}
+
+    def _store_and_start(self, rest_class: type, payload: dict) -> Job:
+        """Record a job's payload (status NotStarted) and start its worker."""
+        payload["properties"]["status"] = "NotStarted"
         with self._store.transaction() as db:
-            self._store.put(db, KIND, name, "", type(rest)(payload))
-        job_state.write_summary(self._workspace, name)
-        self._start_worker(name)
-        return self.get(name)
+            self._store.put(db, KIND, payload["name"], "", rest_class(payload))
+        job_state.write_summary(self._workspace, payload["name"])
+        self._start_worker(payload["name"])
+        return self.get(payload["name"])
 
     def _start_worker(self, name: str) -> None:
         folder = job_state.job_folder(self._workspace, name)
