@@ -14,7 +14,9 @@ export DO_NOT_TRACK := true
 
 .PHONY: book test labs lab bench serve lock clean
 
+# A changed lock rebuilds the environment from scratch, so it holds exactly what the lock says.
 $(INSTALLED): requirements.lock pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock

@@ -38,7 +38,11 @@ REFERENCE = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\
 OPTIONAL_BLOCK = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 ERROR_TAIL_LINES = 25
 # Parent jobs other modules run: jobType -> "module:function(workspace, name)".
-JOB_TYPE_RUNNERS: dict[str, str] = {}
+JOB_TYPE_RUNNERS: dict[str, str] = {
+    "Sweep": "labkit.sim.sweep:run",
+    "Pipeline": "labkit.sim.pipeline:run",
+    "AutoML": "labkit.sim.automl:run",
+}
 
 
 class Canceled(Exception):

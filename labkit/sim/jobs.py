@@ -38,7 +38,13 @@ KIND = job_state.KIND
 DEFAULT_EXPERIMENT = "Default"
 STREAM_POLL_S = 0.3
 # Job types other modules submit: "module:function(job_operations, job) -> Job".
-OTHER_JOB_TYPES: dict[str, str] = {}
+OTHER_JOB_TYPES: dict[str, str] = {
+    "SweepJob": "labkit.sim.sweep:submit",
+    "PipelineJob": "labkit.sim.pipeline:submit",
+    "ClassificationJob": "labkit.sim.automl:submit",
+    "RegressionJob": "labkit.sim.automl:submit",
+    "ForecastingJob": "labkit.sim.automl:submit",
+}
 # Keeps a handle on each worker so it is reaped when it ends (no zombie processes).
 _workers: list[subprocess.Popen] = []
 
