@@ -42,6 +42,7 @@ lab: $(INSTALLED)
 # Performance measurements (ratios against a baseline run side by side); not part of make test.
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_sim_assets.py
+	$(PY) benchmarks/bench_jobs.py
 
 serve: $(INSTALLED)
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
