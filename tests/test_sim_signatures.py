@@ -32,9 +32,19 @@ def is_refusal(function) -> bool:
     return code is not None and code.co_name == "refuse" and Path(code.co_filename) == Path(sim_base.__file__)
 
 
+def simulated_members(simulated: type) -> dict[str, object]:
+    """What the simulation defines for a group: its own class and its simulated bases
+    (e.g. ``VersionedAssetOperations``), nearest first, never the SDK's code."""
+    members: dict[str, object] = {}
+    for base in reversed(simulated.__mro__):
+        if issubclass(base, sim_base.SimOperations):
+            members.update(vars(base))
+    return members
+
+
 def implemented(simulated: type) -> dict[str, object]:
-    """Public methods the simulated class defines itself (not the generated refusals)."""
-    return {name: member for name, member in vars(simulated).items()
+    """Public methods the simulation implements for a group (not the generated refusals)."""
+    return {name: member for name, member in simulated_members(simulated).items()
             if not name.startswith("_") and inspect.isfunction(member) and not is_refusal(member)}
 
 
@@ -66,7 +76,7 @@ def test_every_sdk_method_exists_implemented_or_refusing(simulated):
     sdk = sdk_class(simulated)
     ours = implemented(simulated)
     for name in sorted(public_methods(sdk)):
-        member = vars(simulated).get(name)
+        member = simulated_members(simulated).get(name)
         assert member is not None, f"{simulated.__name__} lacks the SDK's {name}"
         assert name in ours or is_refusal(member), f"{simulated.__name__}.{name} is neither implemented nor refused"
         if name not in ours:  # a refusal keeps the SDK's signature, so a wrong call still fails as on Azure

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from azure.ai.ml._artifacts._artifact_utilities import ArtifactStorageInfo
 from azure.ai.ml._restclient.arm_ml_service.models import ListViewType
@@ -167,6 +167,14 @@ class VersionedAssetOperations(SimOperations):
                    "content; a version cannot be changed. Register a new version instead.")
         raise AssetPathException(message=message, no_personal_data_message=message, target=self.target,
                                  error_category=ErrorCategory.USER_ERROR)
+
+    def archive(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
+                **kwargs: Any) -> None:
+        self._set_archived(name, version, label, archived=True)
+
+    def restore(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
+                **kwargs: Any) -> None:
+        self._set_archived(name, version, label, archived=False)
 
     def _set_archived(self, name: str, version: str | None, label: str | None, archived: bool) -> None:
         if version and label:

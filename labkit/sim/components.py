@@ -9,7 +9,9 @@ What the service does with a component, and the simulation with it:
 - a version never changes: sending it again with a different command, inputs, outputs, code
   or environment is refused; description, display name and tags may change.
 
-Pipeline components arrive with the jobs part of the simulation.
+Pipeline steps defined inline arrive as anonymous components (``azureml_anonymous``, versioned
+by the hash of their definition), registered when the pipeline job is submitted; they are
+not listed.
 """
 from __future__ import annotations
 
@@ -27,14 +29,14 @@ from azure.ai.ml._utils._arm_id_utils import (
     parse_prefixed_name_version,
 )
 from azure.ai.ml._utils.utils import is_url
-from azure.ai.ml.constants._common import CURATED_ENV_PREFIX, AzureMLResourceType
+from azure.ai.ml.constants._common import ANONYMOUS_COMPONENT_NAME, CURATED_ENV_PREFIX, AzureMLResourceType
 from azure.ai.ml.entities import CommandComponent, Component, Environment, PipelineComponent
 from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType
 from azure.ai.ml.operations import ComponentOperations as _SdkComponentOperations
 from azure.ai.ml.operations._component_operations import _refine_component
 
 from labkit.sim._assets import VersionedAssetOperations, invalid
-from labkit.sim._base import bad_request, not_found
+from labkit.sim._base import bad_request, not_found, pages
 from labkit.sim.datastores import DEFAULT_DATASTORE
 
 # The SDK's rule for component names (its ComponentNameStr schema field), applied again
@@ -60,6 +62,9 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
 
     def list(self, name: Union[str, None] = None, *,
              list_view_type: ListViewType = ListViewType.ACTIVE_ONLY) -> Iterable[Component]:
+        if name is None:
+            # Anonymous components (pipeline steps defined inline) are not listed, as on Azure.
+            return pages(c for c in self._list(name, list_view_type) if c.name != ANONYMOUS_COMPONENT_NAME)
         return self._list(name, list_view_type)
 
     def _container_extras(self, version_properties: dict) -> dict:
@@ -90,9 +95,14 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
             raise bad_request(f"Component name {component.name!r} is invalid: use lowercase letters, digits "
                               "and underscores, starting with a letter.")
         name, version = component._get_rest_name_version()
-        self._check_name_and_version(name, version)
+        if not component._is_anonymous:
+            self._check_name_and_version(name, version)
         self._resolve_code(component)
         self._resolve_environment(component)
+        if component._is_anonymous:
+            # An anonymous component (a pipeline step defined inline) is named by the hash of its
+            # definition, taken once its code is the content-addressed code asset: new code, new version.
+            name, version = component._get_rest_name_version()
         return self._store_version(component, name, version)
 
     def _store_version(self, component: Component, name: str, version: str | None) -> Component:
@@ -179,13 +189,6 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
             raise not_found(f"Code {name}:{version} was not found in workspace '{self._workspace.name}'.")
         return self._workspace.child_id(collection, name, version)
 
-    def archive(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=True)
-
-    def restore(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=False)
 
 
 def _fixed_part(spec: dict) -> dict:

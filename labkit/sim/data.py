@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from azure.ai.ml._exception_helper import log_and_raise_error
 from azure.ai.ml._restclient.arm_ml_service.models import DataContainer, ListViewType
@@ -75,11 +75,3 @@ class DataOperations(VersionedAssetOperations, _SdkDataOperations):
             data._update_path(self._upload(local, data.datastore))
         data.path = self._service_uri(str(data.path))
         return self._create_version(data, immutable=lambda props: (props.get("dataUri"), props.get("dataType")))
-
-    def archive(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=True)
-
-    def restore(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=False)

@@ -21,7 +21,6 @@ from typing import Any, Iterable, Optional, Union
 
 from azure.ai.ml._restclient.arm_ml_service.models import ListViewType
 from azure.ai.ml._utils.utils import is_url
-from azure.ai.ml.constants._common import AzureMLResourceType
 from azure.ai.ml.entities import Job, ValidationResult
 from azure.ai.ml.entities._builders import BaseNode, Command
 from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
@@ -95,6 +94,10 @@ class JobOperations(SimOperations, _SdkJobOperations):
 
     # -- submitting ---------------------------------------------------------------------------
     def validate(self, job: Job, *, raise_on_failure: bool = False, **kwargs: Any) -> ValidationResult:
+        if not hasattr(job, "_validate"):  # a sweep job: the SDK checks it only while serializing it
+            from azure.ai.ml.entities._validation import PathAwareSchemaValidatableMixin
+
+            return PathAwareSchemaValidatableMixin._create_empty_validation_result()
         result = job._validate(raise_error=False)
         if raise_on_failure and not result.passed:
             raise ValidationException(
@@ -277,12 +280,19 @@ class JobOperations(SimOperations, _SdkJobOperations):
     def download(self, name: str, *, download_path: Union[os.PathLike, str] = ".", output_name: Optional[str] = None,
                  all: bool = False) -> None:  # noqa: A002  (the SDK's parameter name)
         job = self.get(name)
+        artifacts_folder = "artifacts"
         if job.status not in job_state.TERMINAL_STATUSES:
             raise JobException(
                 message=(f"This job is in state {job.status}. Download is allowed only in states "
                          f"{job_state.TERMINAL_STATUSES}"),
                 no_personal_data_message="job not finished", target=ErrorTarget.JOB,
                 error_category=ErrorCategory.USER_ERROR)
+        if job.type == "sweep":  # the best trial's outputs, then the sweep's own logs (labkit.sim.sweep)
+            from labkit.sim.sweep import download_best_trial
+
+            if download_best_trial(self, job, download_path=download_path, output_name=output_name, all=all):
+                return
+            output_name, all, artifacts_folder = None, False, "hd-artifacts"
         outputs = {k: v for k, v in job.outputs.items()}
         if output_name:
             if output_name not in outputs:
@@ -293,7 +303,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         download_path = Path(download_path)
         for item in wanted:
             source = Path(job_state.local_output_path(self._workspace, name, item))
-            destination = download_path / ("artifacts" if item == "default" else f"named-outputs/{item}")
+            destination = download_path / (artifacts_folder if item == "default" else f"named-outputs/{item}")
             if source.is_dir():
                 shutil.copytree(source, destination, dirs_exist_ok=True)
             elif source.is_file():

@@ -17,7 +17,7 @@ import re
 import shutil
 from os import PathLike
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Iterable, Optional, Union
 
 from azure.ai.ml._artifacts._constants import EMPTY_DIRECTORY_ERROR
 from azure.ai.ml._restclient.arm_ml_service.models import ListViewType, ModelContainer
@@ -187,11 +187,3 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
             "properties": merged_properties,
             "stage": new.get("stage") or old.get("stage"),
         }
-
-    def archive(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=True)
-
-    def restore(self, name: str, version: Optional[str] = None, label: Optional[str] = None,
-                **kwargs: Any) -> None:
-        self._set_archived(name, version, label, archived=False)
