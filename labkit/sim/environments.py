@@ -125,7 +125,8 @@ class EnvironmentOperations(VersionedAssetOperations, _SdkEnvironmentOperations)
             if curated is not None:
                 return pages([] if archived_only else [self._curated_entity(curated)])
             return self._list(name, list_view_type)
-        workspace = list(self._list(None, list_view_type))
+        # Anonymous environments (made for jobs from an inline definition) are not listed.
+        workspace = [env for env in self._list(None, list_view_type) if env.name != ANONYMOUS_ENV_NAME]
         curated = [] if archived_only else [self._curated_container(c) for c in CURATED_ENVIRONMENTS]
         return pages(sorted(workspace + curated, key=lambda env: env.name.lower()))
 
