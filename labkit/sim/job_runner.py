@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from labkit.sim import job_state
+from labkit.sim.job_state import Canceled
 from labkit.sim.datastores import datastore_folder
 from labkit.sim.fs import local_path
 from labkit.sim.store import utc_now
@@ -43,10 +44,6 @@ JOB_TYPE_RUNNERS: dict[str, str] = {
     "Pipeline": "labkit.sim.pipeline:run",
     "AutoML": "labkit.sim.automl:run",
 }
-
-
-class Canceled(Exception):
-    pass
 
 
 def _seconds_ago(seconds: float) -> str:

@@ -24,6 +24,15 @@ TERMINAL_STATUSES = ("Completed", "Failed", "Canceled", "NotResponding", "Paused
 ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 ARM_VERSION = re.compile(r"/(?:data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<path>.*))?$")
+
+
+class Canceled(Exception):
+    """Raised in a job's worker when the job is canceled (SIGTERM from ``begin_cancel``).
+
+    Defined here, not in ``job_runner`` (which runs as ``__main__``), so that every module
+    that catches it catches the same class."""
+
+
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
 
 
@@ -156,9 +165,12 @@ def job_output_uri(workspace: SimWorkspace, uri: str) -> str:
     if row is None:
         raise not_found(f"No job output at {uri} in workspace '{workspace.name}'.")
     outputs = row.payload["properties"].get("outputs") or {}
-    if match["output"] not in outputs:
+    output = match["output"]
+    if output == "artifacts" and output not in outputs:
+        output = "default"  # azureml://jobs/<job>/outputs/artifacts/... is the job's artifact folder
+    if output not in outputs:
         raise not_found(f"Job '{match['job']}' has no output named '{match['output']}'.")
-    base = outputs[match["output"]]["uri"].rstrip("/")
+    base = outputs[output]["uri"].rstrip("/")
     return f"{base}/{match['path']}" if match["path"] else base
 
 
