@@ -28,6 +28,7 @@ SIMULATED_GROUPS = {
     "_models": (AzureMLResourceType.MODEL, "labkit.sim.models:ModelOperations"),
     "_components": (AzureMLResourceType.COMPONENT, "labkit.sim.components:ComponentOperations"),
     "_jobs": (AzureMLResourceType.JOB, "labkit.sim.jobs:JobOperations"),
+    "_schedules": (AzureMLResourceType.SCHEDULE, "labkit.sim.schedules:ScheduleOperations"),
 }
 
 
