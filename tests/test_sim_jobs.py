@@ -146,12 +146,18 @@ def test_cluster_max_instances_bounds_concurrency(ml_client, src):
                                                     compute="one-node"))
     second = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV,
                                                      compute="one-node"))
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while ml_client.jobs.get(first.name).status != "Running" and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(1.0)
     assert ml_client.jobs.get(first.name).status == "Running"
-    assert ml_client.jobs.get(second.name).status == "Queued"
+    # While the first holds the only node, the second waits (its worker may still be starting).
+    deadline = time.time() + 120
+    while ml_client.jobs.get(second.name).status == "NotStarted" and time.time() < deadline:
+        time.sleep(0.2)
+    for _ in range(10):
+        assert ml_client.jobs.get(second.name).status == "Queued"
+        assert ml_client.jobs.get(first.name).status == "Running"
+        time.sleep(0.2)
     ml_client.jobs.begin_cancel(first.name).result()
     ml_client.jobs.begin_cancel(second.name).result()
     assert wait(ml_client, first.name).status == "Canceled"

@@ -15,10 +15,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from labkit.sim import config
-from labkit.sim.client import SimMLClient
+
+if TYPE_CHECKING:
+    from labkit.sim.client import SimMLClient
 
 __all__ = ["activate", "deactivate", "connect", "is_active", "SimMLClient", "workspace_folder"]
+
+
+def __getattr__(name: str):
+    # The client module imports the whole Azure ML SDK; a job's worker process imports this
+    # package without needing it, so it is loaded on first use.
+    if name == "SimMLClient":
+        from labkit.sim.client import SimMLClient
+
+        return SimMLClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -43,6 +57,8 @@ def _new_client(cls, *args, **kwargs):
     before. It stays installed after deactivation because CPython cannot cleanly remove a
     ``__new__`` from a class once set (``object.__new__`` then rejects the arguments).
     """
+    from labkit.sim.client import SimMLClient
+
     return object.__new__(SimMLClient if cls is MLClient_class() and is_active() else cls)
 
 
@@ -73,6 +89,8 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
         return _Activation()
 
     def simulated_from_config(cls, credential=None, *, path=None, file_name=None, **kwargs):
+        from labkit.sim.client import SimMLClient
+
         names = config.names_from_config(path, file_name)
         return SimMLClient(credential, *names, **kwargs)
 
@@ -102,13 +120,15 @@ def deactivate() -> None:
     _saved = None
 
 
-def connect(root: str | os.PathLike | None = None, workspace_name: str | None = None) -> SimMLClient:
+def connect(root: str | os.PathLike | None = None, workspace_name: str | None = None) -> "SimMLClient":
     """Activate the simulation and return a client for its workspace (from ``config.json``
     if there is one, else the default names)."""
     activate(root)
     subscription, group, workspace = config.names_from_config(None, None)
+    from labkit.sim.client import SimMLClient
+
     return SimMLClient(None, subscription, group, workspace_name or workspace)
 
 
-def workspace_folder(client: SimMLClient) -> Path:
+def workspace_folder(client: "SimMLClient") -> Path:
     return client._sim_workspace.folder

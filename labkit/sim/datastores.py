@@ -21,35 +21,13 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.operations import DatastoreOperations as _SdkDatastoreOperations
 
 from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
+from labkit.sim.storage import DEFAULT_DATASTORE, KIND, container_folder, datastore_folder  # noqa: F401
 from labkit.sim.workspace import SimWorkspace
 
-KIND = "datastore"
-DEFAULT_DATASTORE = "workspaceblobstore"
 # The service: datastore names are case-insensitive, letters, digits and underscores.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 # Fake account key of the default datastores; never shown, as on Azure.
 _DEFAULT_KEY = "c2ltdWxhdGVkLWFjY291bnQta2V5"
-
-
-def _container_of(payload: dict) -> tuple[str, str]:
-    props = payload["properties"]
-    account = props.get("accountName") or "onelake"
-    container = props.get("containerName") or props.get("fileShareName") or props.get("filesystem") or ""
-    return account, container
-
-
-def container_folder(workspace_folder: Path, payload: dict) -> Path:
-    """The local folder of the container or share a datastore payload names."""
-    account, container = _container_of(payload)
-    return workspace_folder / "storage" / account / container
-
-
-def datastore_folder(workspace: SimWorkspace, name: str) -> Path:
-    """The local folder that stands for the datastore's container or share."""
-    row = workspace.store.get(KIND, name.lower())
-    if row is None:
-        raise not_found(f"Datastore '{name}' was not found in workspace '{workspace.name}'.")
-    return container_folder(workspace.folder, row.payload)
 
 
 def _put_datastore(workspace: SimWorkspace, db: sqlite3.Connection, datastore: Datastore,

@@ -35,6 +35,7 @@ from azure.ai.ml.entities import Environment
 from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType
 from azure.ai.ml.operations import EnvironmentOperations as _SdkEnvironmentOperations
 
+from labkit.sim import conda
 from labkit.sim._assets import VersionedAssetOperations, invalid
 from labkit.sim._base import bad_request, conflict, not_found, pages, system_data
 from labkit.sim.curated import (
@@ -217,34 +218,19 @@ def conda_specification(environment: Environment) -> dict:
     Curated environments bake their packages into the image; the simulation answers from
     its curated table so a local run knows what the image would contain.
     """
-    curated = find_curated(environment.name)
-    if curated is not None:
-        return curated.conda_document()
-    conda = environment.conda_file
-    if isinstance(conda, str):
-        conda = yaml.safe_load(conda)
-    return dict(conda or {})
+    return conda.specification(environment.name, environment.conda_file)
 
 
 def conda_packages(environment: Environment) -> list[str]:
     """Conda-level dependencies (``python=3.10``, ``pandas~=1.5.3``...), without ``pip`` itself."""
-    deps = conda_specification(environment).get("dependencies") or []
-    return [str(d) for d in deps if isinstance(d, (str, int, float)) and str(d).split("=")[0].strip() != "pip"]
+    return conda.conda_packages(conda_specification(environment))
 
 
 def pip_packages(environment: Environment) -> list[str]:
     """Packages the conda file installs with pip."""
-    packages: list[str] = []
-    for dep in conda_specification(environment).get("dependencies") or []:
-        if isinstance(dep, dict):
-            packages.extend(str(p) for p in dep.get("pip") or [])
-    return packages
+    return conda.pip_packages(conda_specification(environment))
 
 
 def python_version(environment: Environment) -> str | None:
     """The Python version the conda file pins (``3.10``), if it pins one."""
-    for dep in conda_packages(environment):
-        match = re.match(r"^python\s*[=<>~!]*=?\s*([0-9][0-9.]*)", dep)
-        if match:
-            return match.group(1)
-    return None
+    return conda.python_version(conda_specification(environment))

@@ -32,7 +32,7 @@ SHORT_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)(?:/paths/?(?
 def local_path(uri: str) -> str:
     """The local path that an ``azureml://`` datastore URI stands for in the simulation."""
     from labkit.sim import config
-    from labkit.sim.datastores import datastore_folder
+    from labkit.sim.storage import datastore_folder
     from labkit.sim.workspace import SimWorkspace
 
     asset = DATA_ASSET_URI.match(uri)

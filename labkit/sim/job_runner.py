@@ -24,7 +24,7 @@ from pathlib import Path
 
 from labkit.sim import job_state
 from labkit.sim.job_state import Canceled
-from labkit.sim.datastores import datastore_folder
+from labkit.sim.storage import datastore_folder
 from labkit.sim.fs import local_path
 from labkit.sim.store import utc_now
 from labkit.sim.tracking import create_run_with_id
@@ -129,22 +129,20 @@ def _substitute(command: str, values: dict[str, dict[str, str]]) -> str:
 
 def _missing_packages(workspace: SimWorkspace, environment_id: str) -> tuple[str, list[str]]:
     """The environment's packages this interpreter does not have (jobs run in this Python)."""
-    from labkit.sim.environments import EnvironmentOperations, conda_packages, pip_packages
+    from labkit.sim import conda
 
-    environments = EnvironmentOperations(workspace, root=workspace.folder.parent,
-                                         scope=(workspace.subscription_id, workspace.resource_group))
-    environment = environments._resolve_reference(environment_id)
-    wanted = [p for p in conda_packages(environment) if not p.startswith("python")] + pip_packages(environment)
+    environment, spec = conda.specification_of_version(workspace, environment_id)
+    wanted = [p for p in conda.conda_packages(spec) if not p.startswith("python")] + conda.pip_packages(spec)
     missing = []
-    for spec in wanted:
-        dist = re.split(r"[\s=<>~!\[;]", spec.strip(), maxsplit=1)[0]
+    for requirement in wanted:
+        dist = re.split(r"[\s=<>~!\[;]", requirement.strip(), maxsplit=1)[0]
         if not dist:
             continue
         try:
             metadata.version(dist)
         except metadata.PackageNotFoundError:
-            missing.append(spec)
-    return f"{environment.name}:{environment.version}", missing
+            missing.append(requirement)
+    return environment, missing
 
 
 def start_mlflow_run(workspace: SimWorkspace, name: str) -> None:

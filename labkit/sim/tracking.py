@@ -42,7 +42,7 @@ def _database(folder: Path) -> str:
 
 def artifact_root(workspace_folder: Path) -> Path:
     """``ExperimentRun/`` in the workspace's artifact store (its folder on the local disk)."""
-    from labkit.sim.datastores import container_folder
+    from labkit.sim.storage import container_folder
     from labkit.sim.store import WorkspaceStore
 
     row = WorkspaceStore(workspace_folder).get("datastore", "workspaceartifactstore")
