@@ -114,6 +114,9 @@ def deactivate() -> None:
     from labkit.sim import credentials, fs
 
     MLClient.from_config = _saved["from_config"]
+    from labkit.sim import online_runtime
+
+    online_runtime.stop_all()  # online endpoints' servers this process started or found
     credentials.restore(_saved["credentials"])
     fs.unregister(_saved["fs"])
     config.active_root = None

@@ -28,6 +28,9 @@ SIMULATED_GROUPS = {
     "_models": (AzureMLResourceType.MODEL, "labkit.sim.models:ModelOperations"),
     "_components": (AzureMLResourceType.COMPONENT, "labkit.sim.components:ComponentOperations"),
     "_jobs": (AzureMLResourceType.JOB, "labkit.sim.jobs:JobOperations"),
+    "_online_endpoints": (AzureMLResourceType.ONLINE_ENDPOINT, "labkit.sim.online_endpoints:OnlineEndpointOperations"),
+    "_online_deployments": (AzureMLResourceType.ONLINE_DEPLOYMENT,
+                            "labkit.sim.online_deployments:OnlineDeploymentOperations"),
     "_schedules": (AzureMLResourceType.SCHEDULE, "labkit.sim.schedules:ScheduleOperations"),
 }
 
