@@ -7,8 +7,9 @@ Every dataset is a function ``build_<name>(rng) -> DataFrame`` registered in ``D
 with its file name and seed. To add one (retail demand, drifted production batches, ...),
 write its builder and add a line to ``DATASETS``; writing and checking come for free.
 
-The data are invented. They imitate the shape and rough correlations of real screening
-data so that the models in the labs behave sensibly; they say nothing about real patients.
+The data are invented. They imitate the shape and rough correlations of real data (screening
+measurements, shop sales) so that the models in the labs behave sensibly; they say nothing
+about real patients or real shops.
 """
 from __future__ import annotations
 
@@ -93,6 +94,86 @@ def build_diabetes(rng: np.random.Generator, n_rows: int = 10_000) -> pd.DataFra
     )
 
 
+# -- retail demand ------------------------------------------------------------------------------
+RETAIL_START, RETAIL_END = "2022-01-01", "2024-06-30"
+# store: how busy it is relative to the average store
+RETAIL_STORES = {"S1": 1.4, "S2": 1.0, "S3": 0.7}
+# product: (units a day in an average store at the start, shelf price, month of the yearly peak,
+#           strength of the yearly cycle)
+RETAIL_PRODUCTS = {
+    "bread": (60.0, 2.49, 12, 0.10),
+    "milk": (45.0, 1.19, 12, 0.06),
+    "coffee": (18.0, 7.99, 12, 0.15),
+    "ice_cream": (12.0, 4.99, 7, 0.60),
+}
+# Monday .. Sunday: grocery shopping piles up at the end of the week.
+RETAIL_WEEKDAY = np.array([0.85, 0.82, 0.88, 0.95, 1.12, 1.33, 1.05])
+
+
+def _retail_holidays(dates: pd.DatetimeIndex) -> dict[pd.Timestamp, float]:
+    """Holiday -> demand multiplier. Stores close on Christmas Day and open short hours on
+    New Year's Day and Thanksgiving; the days before Christmas and Black Friday are busy."""
+    effects: dict[pd.Timestamp, float] = {}
+    for year in sorted(set(dates.year)):
+        november = pd.date_range(f"{year}-11-01", f"{year}-11-30")
+        thanksgiving = november[november.dayofweek == 3][3]
+        effects.update({
+            pd.Timestamp(f"{year}-01-01"): 0.35,
+            pd.Timestamp(f"{year}-07-04"): 1.30,
+            thanksgiving: 0.40,
+            thanksgiving + pd.Timedelta(days=1): 1.60,  # Black Friday
+            pd.Timestamp(f"{year}-12-23"): 1.45,
+            pd.Timestamp(f"{year}-12-24"): 1.70,
+            pd.Timestamp(f"{year}-12-25"): 0.0,
+            pd.Timestamp(f"{year}-12-31"): 1.25,
+        })
+    return {day: effect for day, effect in effects.items() if dates[0] <= day <= dates[-1]}
+
+
+def build_retail_demand(rng: np.random.Generator) -> pd.DataFrame:
+    """Daily unit sales of four products in three stores, for two and a half years.
+
+    Expected demand is a product of a store's size, a product's base rate, a trend (about 8 %
+    growth a year), a weekly cycle, a yearly cycle (ice cream peaks in July, the rest in
+    December), holiday effects and, on promotion days, a lift of 30-60 %. Observed units are
+    drawn from a gamma-Poisson (negative binomial) around that mean, so counts are whole and
+    noisy the way shop data are.
+    """
+    dates = pd.date_range(RETAIL_START, RETAIL_END, freq="D")
+    n_days = len(dates)
+    years = (dates - dates[0]).days.to_numpy() / 365.25
+    holidays = _retail_holidays(dates)
+    holiday_effect = np.array([holidays.get(day, 1.0) for day in dates])
+    is_holiday = np.array([day in holidays for day in dates], dtype=np.int64)
+    weekday = RETAIL_WEEKDAY[dates.dayofweek.to_numpy()]
+    day_of_year = dates.dayofyear.to_numpy()
+    frames = []
+    for store, size in RETAIL_STORES.items():
+        for product, (base, price, peak_month, yearly_strength) in RETAIL_PRODUCTS.items():
+            peak_day = (peak_month - 1) * 30.4 + 15
+            yearly = 1.0 + yearly_strength * np.cos(2 * np.pi * (day_of_year - peak_day) / 365.25)
+            trend = 1.0 + 0.08 * years
+            # Promotions: runs of 3-7 days starting on about 3 % of days, never on a closed day.
+            promo = np.zeros(n_days, dtype=np.int64)
+            for start in np.flatnonzero(rng.random(n_days) < 0.03):
+                promo[start:start + rng.integers(3, 8)] = 1
+            promo[holiday_effect == 0.0] = 0
+            lift = np.where(promo == 1, rng.uniform(1.3, 1.6, n_days), 1.0)
+            mean = base * size * trend * weekday * yearly * holiday_effect * lift
+            # Gamma-Poisson: shape 20 gives a coefficient of variation a little above Poisson's.
+            units = rng.poisson(rng.gamma(shape=20.0, scale=mean / 20.0 + 1e-12))
+            frames.append(pd.DataFrame({
+                "date": dates.strftime("%Y-%m-%d"),
+                "store_id": store,
+                "product": product,
+                "units_sold": units.astype(np.int64),
+                "price": np.round(np.where(promo == 1, price * 0.8, price), 2),
+                "on_promotion": promo,
+                "is_holiday": is_holiday,
+            }))
+    return pd.concat(frames, ignore_index=True).sort_values(["date", "store_id", "product"], ignore_index=True)
+
+
 @dataclass(frozen=True)
 class Dataset:
     file_name: str
@@ -105,6 +186,8 @@ class Dataset:
 DATASETS: dict[str, Dataset] = {
     "diabetes": Dataset("diabetes.csv", build_diabetes, seed=20240601,
                         float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    "retail_demand": Dataset("retail_demand.csv", build_retail_demand, seed=20240715,
+                             float_decimals={"price": 2}),
 }
 
 

@@ -95,3 +95,51 @@ def test_label_is_binary_with_about_a_third_positive(diabetes):
 @pytest.mark.parametrize("column", ["plasma_glucose_mg_dl", "bmi"])
 def test_main_risk_factors_go_with_the_label(diabetes, column):
     assert diabetes[column].corr(diabetes["diabetic"]) > 0.2
+
+
+# -- retail demand ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def retail() -> pd.DataFrame:
+    return pd.read_csv(DATA / "retail_demand.csv", parse_dates=["date"])
+
+
+def test_retail_is_a_complete_daily_grid(retail):
+    assert list(retail.columns) == ["date", "store_id", "product", "units_sold", "price", "on_promotion",
+                                    "is_holiday"]
+    assert not retail.isna().any().any()
+    days = pd.date_range(retail["date"].min(), retail["date"].max(), freq="D")
+    assert len(days) >= 2 * 365
+    assert retail["store_id"].nunique() == 3 and retail["product"].nunique() == 4
+    assert len(retail) == len(days) * 3 * 4
+    assert not retail.duplicated(["date", "store_id", "product"]).any()
+    assert pd.api.types.is_integer_dtype(retail["units_sold"]) and (retail["units_sold"] >= 0).all()
+    assert set(retail["on_promotion"].unique()) == {0, 1} and set(retail["is_holiday"].unique()) == {0, 1}
+    assert (DATA / "retail_demand.csv").stat().st_size < 2_000_000
+
+
+def test_retail_weekly_seasonality_is_visible(retail):
+    by_weekday = retail[retail["is_holiday"] == 0].groupby(retail["date"].dt.dayofweek)["units_sold"].mean()
+    assert by_weekday[5] > 1.3 * by_weekday[1]  # Saturday well above Tuesday
+
+
+def test_retail_yearly_seasonality_is_visible(retail):
+    ice_cream = retail[retail["product"] == "ice_cream"]
+    by_month = ice_cream.groupby(ice_cream["date"].dt.month)["units_sold"].mean()
+    assert by_month[7] > 2 * by_month[1]  # ice cream sells in summer
+
+
+def test_retail_promotions_lift_sales(retail):
+    means = retail.groupby(["store_id", "product", "on_promotion"])["units_sold"].mean().unstack()
+    lift = means[1] / means[0]
+    assert (lift > 1.15).all()  # in every store, for every product
+    promoted = retail[retail["on_promotion"] == 1]
+    regular = retail[(retail["on_promotion"] == 0) & (retail["price"] > 0)]
+    assert (promoted.groupby("product")["price"].max() < regular.groupby("product")["price"].min()).all()
+
+
+def test_retail_has_a_trend_and_holidays(retail):
+    first = retail[(retail["date"] >= "2022-01-01") & (retail["date"] < "2022-07-01")]["units_sold"].mean()
+    last = retail[(retail["date"] >= "2024-01-01") & (retail["date"] < "2024-07-01")]["units_sold"].mean()
+    assert last > 1.08 * first
+    christmas = retail[retail["date"].dt.strftime("%m-%d") == "12-25"]
+    assert (christmas["units_sold"] == 0).all() and (christmas["is_holiday"] == 1).all()
