@@ -43,6 +43,8 @@ lab: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) benchmarks/bench_sim_assets.py
 	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_automl.py
+	$(PY) benchmarks/bench_online_endpoints.py
 
 serve: $(INSTALLED)
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
