@@ -32,6 +32,9 @@ SIMULATED_GROUPS = {
     "_online_deployments": (AzureMLResourceType.ONLINE_DEPLOYMENT,
                             "labkit.sim.online_deployments:OnlineDeploymentOperations"),
     "_schedules": (AzureMLResourceType.SCHEDULE, "labkit.sim.schedules:ScheduleOperations"),
+    "_batch_endpoints": (AzureMLResourceType.BATCH_ENDPOINT, "labkit.sim.batch_endpoints:BatchEndpointOperations"),
+    "_batch_deployments": (AzureMLResourceType.BATCH_DEPLOYMENT,
+                           "labkit.sim.batch_deployments:BatchDeploymentOperations"),
 }
 
 

@@ -43,7 +43,11 @@ JOB_TYPE_RUNNERS: dict[str, str] = {
     "Sweep": "labkit.sim.sweep:run",
     "Pipeline": "labkit.sim.pipeline:run",
     "AutoML": "labkit.sim.automl:run",
+    "BatchScoring": "labkit.sim.batch_scoring:run",
 }
+# A job whose ``properties`` name its runner here is run by that runner, whatever its jobType
+# (a batch endpoint's job is a pipeline job to the SDK, but is not run as a graph of steps).
+RUNNER_PROPERTY = "labkit.sim.runner"
 
 
 def _seconds_ago(seconds: float) -> str:
@@ -247,7 +251,8 @@ def main(folder: str, name: str) -> None:
     signal.signal(signal.SIGTERM, on_cancel)
     try:
         start_mlflow_run(workspace, name)
-        job_type = workspace.store.get(job_state.KIND, name).payload["properties"]["jobType"]
+        job_props = workspace.store.get(job_state.KIND, name).payload["properties"]
+        job_type = (job_props.get("properties") or {}).get(RUNNER_PROPERTY) or job_props["jobType"]
         if job_type == "Command":
             wait_for_a_node(workspace, name)
             run(workspace, name)
