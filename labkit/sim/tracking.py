@@ -50,12 +50,24 @@ def artifact_root(workspace_folder: Path) -> Path:
     return base / "ExperimentRun"
 
 
+@contextlib.contextmanager
 def _first_use_lock(folder: Path):
     """Opening a store creates or migrates its schema; two processes doing that at once
-    (two jobs starting together) break alembic's bookkeeping, so they take turns."""
+    (two jobs starting together) break alembic's bookkeeping, so they take turns. The
+    schema's INFO lines ("Creating initial MLflow database tables...") are the simulation's
+    own set-up, not something the learner did, so they are kept out of lab output."""
+    import logging
+
     from filelock import FileLock
 
-    return FileLock(str(folder / "schema.lock"))
+    schema_logger = logging.getLogger("mlflow.store.db.utils")
+    level = schema_logger.level
+    schema_logger.setLevel(logging.WARNING)
+    try:
+        with FileLock(str(folder / "schema.lock")):
+            yield
+    finally:
+        schema_logger.setLevel(level)
 
 
 @functools.lru_cache(maxsize=None)
