@@ -174,6 +174,46 @@ def build_retail_demand(rng: np.random.Generator) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).sort_values(["date", "store_id", "product"], ignore_index=True)
 
 
+# -- monitoring: a reference table and production batches with known drift ------------------------
+# Clinics a patient can be screened at, and how often, in the reference period.
+MONITORING_CLINICS = {"north": 0.5, "south": 0.3, "east": 0.2}
+MONITORING_FEATURES = ["pregnancies", "plasma_glucose_mg_dl", "diastolic_bp_mm_hg", "triceps_skinfold_mm",
+                       "serum_insulin_uu_ml", "bmi", "diabetes_pedigree", "age_years"]
+
+
+def _with_clinic(frame: pd.DataFrame, rng: np.random.Generator, clinics: dict[str, float]) -> pd.DataFrame:
+    names = list(clinics)
+    shares = np.array([clinics[n] for n in names])
+    frame.insert(len(MONITORING_FEATURES), "clinic", rng.choice(names, size=len(frame), p=shares / shares.sum()))
+    return frame
+
+
+def build_diabetes_reference(rng: np.random.Generator) -> pd.DataFrame:
+    """1,000 patients drawn like ``diabetes.csv``, with the clinic that screened them and the label:
+    the reference (training) data of the monitoring lab."""
+    frame = build_diabetes(rng, n_rows=1_000)[MONITORING_FEATURES + ["diabetic"]]
+    return _with_clinic(frame, rng, MONITORING_CLINICS)
+
+
+def build_diabetes_batch(drift: str) -> Callable[[np.random.Generator], pd.DataFrame]:
+    """A production batch of 500 new patients (no label), drawn like the reference, then drifted:
+    ``none``; ``glucose_shift`` (plasma glucose 25 mg/dL higher); ``new_clinic`` (a clinic ``west``
+    the reference never saw screens 30 % of patients); ``rising_nulls`` (BMI missing for 20 %)."""
+    def build(rng: np.random.Generator) -> pd.DataFrame:
+        frame = build_diabetes(rng, n_rows=500)[MONITORING_FEATURES]
+        clinics = dict(MONITORING_CLINICS)
+        if drift == "new_clinic":
+            clinics = {name: share * 0.7 for name, share in clinics.items()} | {"west": 0.3}
+        frame = _with_clinic(frame, rng, clinics)
+        if drift == "glucose_shift":
+            frame["plasma_glucose_mg_dl"] = np.clip(frame["plasma_glucose_mg_dl"] + 25, 56, 224)
+        if drift == "rising_nulls":
+            frame["bmi"] = frame["bmi"].where(rng.random(len(frame)) >= 0.2)
+        return frame
+    build.__name__ = f"build_diabetes_batch_{drift}"
+    return build
+
+
 @dataclass(frozen=True)
 class Dataset:
     file_name: str
@@ -188,6 +228,17 @@ DATASETS: dict[str, Dataset] = {
                         float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
     "retail_demand": Dataset("retail_demand.csv", build_retail_demand, seed=20240715,
                              float_decimals={"price": 2}),
+    # Model monitoring (lab L3.4): a reference table and four production batches, one per kind of drift.
+    "diabetes_reference": Dataset("diabetes_reference.csv", build_diabetes_reference, seed=20240801,
+                                  float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    "diabetes_batch1_stable": Dataset("diabetes_batch1_stable.csv", build_diabetes_batch("none"), seed=20240802,
+                                      float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    "diabetes_batch2_glucose_shift": Dataset("diabetes_batch2_glucose_shift.csv", build_diabetes_batch("glucose_shift"),
+                                             seed=20240803, float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    "diabetes_batch3_new_clinic": Dataset("diabetes_batch3_new_clinic.csv", build_diabetes_batch("new_clinic"),
+                                          seed=20240804, float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    "diabetes_batch4_rising_nulls": Dataset("diabetes_batch4_rising_nulls.csv", build_diabetes_batch("rising_nulls"),
+                                            seed=20240805, float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
 }
 
 
@@ -195,7 +246,8 @@ def render(dataset: Dataset) -> bytes:
     """The exact bytes of a dataset's CSV file."""
     frame = dataset.build(np.random.default_rng(dataset.seed))
     for column, decimals in dataset.float_decimals.items():
-        frame[column] = frame[column].map(lambda x, d=decimals: f"{x:.{d}f}")
+        # A missing value is an empty field.
+        frame[column] = frame[column].map(lambda x, d=decimals: "" if pd.isna(x) else f"{x:.{d}f}")
     unformatted = set(frame.select_dtypes("float").columns)
     if unformatted:
         raise ValueError(f"{dataset.file_name}: give decimals for float columns {unformatted}")

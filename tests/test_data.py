@@ -143,3 +143,31 @@ def test_retail_has_a_trend_and_holidays(retail):
     assert last > 1.08 * first
     christmas = retail[retail["date"].dt.strftime("%m-%d") == "12-25"]
     assert (christmas["units_sold"] == 0).all() and (christmas["is_holiday"] == 1).all()
+
+
+# -- model monitoring batches ----------------------------------------------------------------------------
+BATCHES = ["diabetes_batch1_stable.csv", "diabetes_batch2_glucose_shift.csv", "diabetes_batch3_new_clinic.csv",
+           "diabetes_batch4_rising_nulls.csv"]
+
+
+def test_monitoring_files_are_registered_small_and_reproducible():
+    names = {d.file_name for d in make_data.DATASETS.values()}
+    assert {"diabetes_reference.csv", *BATCHES} <= names
+    for name in ["diabetes_reference.csv", *BATCHES]:
+        dataset = next(d for d in make_data.DATASETS.values() if d.file_name == name)
+        assert (DATA / name).read_bytes() == make_data.render(dataset), name
+        assert (DATA / name).stat().st_size < 100_000
+
+
+def test_monitoring_batches_carry_the_drift_the_data_card_describes():
+    reference = pd.read_csv(DATA / "diabetes_reference.csv")
+    stable, glucose, clinic, nulls = (pd.read_csv(DATA / name) for name in BATCHES)
+    assert len(reference) == 1_000 and "diabetic" in reference.columns
+    assert all(len(b) == 500 and "diabetic" not in b.columns for b in (stable, glucose, clinic, nulls))
+    assert set(reference["clinic"]) == {"north", "south", "east"} == set(stable["clinic"])
+    shift = glucose["plasma_glucose_mg_dl"].mean() - reference["plasma_glucose_mg_dl"].mean()
+    assert 18 < shift < 32
+    assert abs(stable["plasma_glucose_mg_dl"].mean() - reference["plasma_glucose_mg_dl"].mean()) < 5
+    assert 0.2 < (clinic["clinic"] == "west").mean() < 0.4
+    assert 0.15 < nulls["bmi"].isna().mean() < 0.25
+    assert not stable.isna().any().any() and not reference.isna().any().any()

@@ -44,6 +44,7 @@ JOB_TYPE_RUNNERS: dict[str, str] = {
     "Pipeline": "labkit.sim.pipeline:run",
     "AutoML": "labkit.sim.automl:run",
     "BatchScoring": "labkit.sim.batch_scoring:run",
+    "Monitor": "labkit.sim.monitoring:run",
 }
 # A job whose ``properties`` name its runner here is run by that runner, whatever its jobType
 # (a batch endpoint's job is a pipeline job to the SDK, but is not run as a graph of steps).

@@ -157,6 +157,9 @@ class OnlineDeploymentOperations(SimOperations, _SdkOnlineDeploymentOperations):
         payload = rest.as_dict()
         props = payload["properties"]
         self._check(deployment.name, payload, kubernetes)
+        from labkit.sim.data_collection import register_collections
+
+        register_collections(self, deployment.endpoint_name, deployment.name, payload)
         old = self._store.get(DEPLOYMENT_KIND, deployment.endpoint_name, deployment.name)
         props["provisioningState"] = "Updating" if old else "Creating"
         self._put(deployment.endpoint_name, deployment.name, payload)

@@ -193,6 +193,8 @@ def make_handler(routing: Routing, mirrors: ThreadPoolExecutor):
             except OSError as problem:
                 self.error(502, f"Deployment '{target}' could not be reached: {problem}", {DEPLOYMENT_HEADER: target})
                 return
+            if method == "POST" and spec.get("data_collector"):
+                _collect(spec["data_collector"], body, status, payload, self.headers.get("x-request-id"))
             returned = {name: headers[name] for name in RETURNED_HEADERS if name in headers}
             returned[DEPLOYMENT_HEADER] = target
             if status != 200 and path == "/score":
@@ -212,6 +214,17 @@ def make_handler(routing: Routing, mirrors: ThreadPoolExecutor):
                                    spec.get("request_timeout_ms", 5000) / 1000)
 
     return FrontDoor
+
+
+def _collect(spec: dict, body: bytes, status: int, payload: bytes, request_id: str | None) -> None:
+    """The deployment's data collector logs the request (``labkit.sim.data_collection``); a failure
+    to log never changes the caller's answer."""
+    try:
+        from labkit.sim import data_collection
+
+        data_collection.record(spec, body, status, payload, request_id)
+    except Exception as problem:
+        print(f"data collector: could not log a request: {problem}", file=sys.stderr, flush=True)
 
 
 def _quietly(function, *args):

@@ -267,6 +267,8 @@ def new_key() -> str:
 
 def write_routing(workspace: SimWorkspace, endpoint: str) -> None:
     """Write ``routing.json`` from the store: the front door rereads it when it changes."""
+    from labkit.sim import data_collection
+
     store = workspace.store
     row = store.get(ENDPOINT_KIND, endpoint)
     if row is None:
@@ -282,6 +284,9 @@ def write_routing(workspace: SimWorkspace, endpoint: str) -> None:
         deployments[deployment.version] = {
             "ports": [i["port"] for i in runtime.get("instances") or []],
             "request_timeout_ms": request_timeout_ms(settings),
+            # The deployment's data collector, if it has one (labkit.sim.data_collection).
+            "data_collector": data_collection.routing_spec(workspace, endpoint, deployment.version,
+                                                           deployment.payload),
         }
     write_json(endpoint_folder(workspace, endpoint) / "routing.json", {
         "endpoint": endpoint,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from azure.ai.ml._restclient.arm_ml_service.models import ScheduleListViewType
-from azure.ai.ml.entities import Job, JobSchedule, PipelineJob, Schedule
+from azure.ai.ml.entities import Job, JobSchedule, MonitorSchedule, PipelineJob, Schedule
 from azure.ai.ml.entities._builders import BaseNode
 from azure.ai.ml.entities._schedule.schedule import ScheduleTriggerResult
 from azure.ai.ml.operations import ScheduleOperations as _SdkScheduleOperations
@@ -100,10 +100,14 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
 
     # -- writing ------------------------------------------------------------------------------
     def begin_create_or_update(self, schedule: Schedule, **kwargs: Any) -> LROPoller[Schedule]:
+        if isinstance(schedule, MonitorSchedule):
+            from labkit.sim.monitoring import monitor_payload  # model monitoring (labkit/sim/monitoring.py)
+
+            return self._save(schedule.name, monitor_payload(self, schedule))
         if not isinstance(schedule, JobSchedule):
             raise NotImplementedError(
                 f"{type(schedule).__name__} is not part of the simulated workspace yet; it schedules job "
-                "schedules (JobSchedule) of pipeline jobs.")
+                "schedules (JobSchedule) of pipeline jobs and monitors (MonitorSchedule).")
         schedule._validate(raise_error=True)
         if isinstance(schedule.create_job, BaseNode):
             schedule.create_job = schedule.create_job._to_job()
@@ -123,31 +127,35 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
             action["jobDefinition"] = {**resolved["properties"], "sourceJobId": job.id}
         elif isinstance(job, str):
             self._source_job(job)  # it must exist and be a pipeline job
+        return self._save(schedule.name, payload)
 
+    def _save(self, name: str, payload: dict) -> LROPoller[Schedule]:
+        """Store a schedule's payload as the service does; a new enabled schedule without a start
+        time fires at once."""
         now = _now()
-        existing = self._store.get(KIND, schedule.name)
+        existing = self._store.get(KIND, name)
         props = payload["properties"]
         if props.get("isEnabled") is None:
             props["isEnabled"] = existing.payload["properties"].get("isEnabled", True) if existing else True
         props["provisioningState"] = "Succeeded"
-        state = self._state(schedule.name) if existing else {}
+        state = self._state(name) if existing else {}
         state.setdefault("created", now.isoformat())
         try:
             trigger = Trigger.from_rest(props["trigger"] or {}, datetime.fromisoformat(state["created"]))
         except TriggerError as error:
-            raise bad_request(f"Schedule '{schedule.name}': {error}") from error
+            raise bad_request(f"Schedule '{name}': {error}") from error
         if trigger.end is not None and trigger.end <= now:
-            raise bad_request(f"Schedule '{schedule.name}': end_time {trigger.end.isoformat()} is in the past.")
+            raise bad_request(f"Schedule '{name}': end_time {trigger.end.isoformat()} is in the past.")
 
         from azure.ai.ml._restclient.arm_ml_service.models import Schedule as RestSchedule
 
         with self._store.transaction() as db:
-            self._store.put(db, KIND, schedule.name, "", RestSchedule(payload))
-        self._write_state(schedule.name, state)
+            self._store.put(db, KIND, name, "", RestSchedule(payload))
+        self._write_state(name, state)
         if existing is None and props["isEnabled"] and not props["trigger"].get("startTime"):
             # No start time: the first job runs at once, the next ones as the trigger falls due.
-            self._fire(schedule.name, now)
-        return done(self.get(schedule.name))
+            self._fire(name, now)
+        return done(self.get(name))
 
     def _set_enabled(self, name: str, enabled: bool) -> LROPoller[Schedule]:
         row = self._row(name)
@@ -196,6 +204,10 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
     def _fire(self, name: str, moment: datetime) -> str:
         """Submit the schedule's job as triggered at ``moment``; return the new job's name."""
         schedule = self.get(name)
+        if isinstance(schedule, MonitorSchedule):
+            from labkit.sim.monitoring import submit  # a monitor runs as a monitor job
+
+            return self._record_firing(name, moment, submit(self, name, moment))
         job = schedule.create_job
         if isinstance(job, str) or not getattr(job, "jobs", None):
             source = job if isinstance(job, str) else job.id
@@ -210,10 +222,13 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
             if isinstance(data, str) and TRIGGER_TIME.search(data):
                 value._data = TRIGGER_TIME.sub(moment.astimezone(timezone.utc).isoformat(), data)
         submitted = self._jobs().create_or_update(job, skip_validation=True)
+        return self._record_firing(name, moment, submitted.name)
+
+    def _record_firing(self, name: str, moment: datetime, job_name: str) -> str:
         state = self._state(name)
-        state.setdefault("fired", []).append({"time": moment.isoformat(), "job": submitted.name})
+        state.setdefault("fired", []).append({"time": moment.isoformat(), "job": job_name})
         self._write_state(name, state)
-        return submitted.name
+        return job_name
 
 
 def _now() -> datetime:
