@@ -224,13 +224,31 @@ def _wait_ready(folder: Path, instance: dict, deadline: float) -> None:
             raise RuntimeError(tail(Path(instance["log"]), 30))
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{instance['port']}/", timeout=2) as answer:
-                if answer.status == 200:
+                # The port was free when chosen, but another process may have taken it before our
+                # server bound it: only an answer from our own server counts.
+                if answer.status == 200 and _listens_on(instance["pid"], instance["port"]):
                     return
         except OSError:
             pass
         if time.time() > deadline:
             raise RuntimeError("The readiness probe did not succeed in time.\n" + tail(Path(instance["log"]), 30))
         time.sleep(READY_POLL_S)
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether the process ``pid`` (or one of its children, e.g. gunicorn's workers) listens on ``port``."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for member in family:
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in member.net_connections("inet")):
+                return True
+    return False
 
 
 def stop_instances(folder: Path) -> None:
