@@ -493,7 +493,9 @@ def _featurizer(plan: Plan, frame, log: _Log):
     blocked = {b.lower() for b in settings.get("blockedTransformers") or []}
     purposes = {column: kind.lower() for column, kind in (settings.get("columnNameAndTypes") or {}).items()}
     numeric_imputer = "mean"
-    for item in ((settings.get("transformerParams") or {}).get("imputer") or []):
+    # The SDK sends the transformer names capitalised ("Imputer"); the service reads them either way.
+    params = {str(key).lower(): value for key, value in (settings.get("transformerParams") or {}).items()}
+    for item in (params.get("imputer") or []):
         strategy = (item.get("parameters") or {}).get("strategy")
         if strategy:
             numeric_imputer = strategy  # the simulation applies one numeric imputation strategy to all columns
@@ -1024,7 +1026,7 @@ def _ensembles(search: _Search, automl, kinds, X_fit, y_fit, fit_args, max_trial
                         if plan.is_classification else StackingRegressor(estimators, final_estimator=ElasticNetCV(),
                                                                          cv=3))
         try:
-            scores = _evaluate(search, ensemble, X_fit, y_fit, fit_args, split)
+            scores = _evaluate(search, ensemble, X_fit, y_fit, fit_args)
             search.record_child(kind, {"ensembled_algorithms": names}, scores)
             search.ensemble_models = getattr(search, "ensemble_models", {})
             search.ensemble_models[search.children[-1]["name"]] = ensemble
@@ -1032,7 +1034,7 @@ def _ensembles(search: _Search, automl, kinds, X_fit, y_fit, fit_args, max_trial
             search.record_child(kind, {"ensembled_algorithms": names}, {}, failed=str(error)[:300])
 
 
-def _evaluate(search: _Search, estimator, X_fit, y_fit, fit_args, split) -> dict:
+def _evaluate(search: _Search, estimator, X_fit, y_fit, fit_args) -> dict:
     from sklearn.base import clone
 
     if fit_args["eval_method"] == "holdout":
