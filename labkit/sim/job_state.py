@@ -133,7 +133,10 @@ def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
     pid = worker_pid(workspace, name)
     if pid and not _pid_alive(pid):
         time.sleep(0.2)  # the worker may be writing its final status right now
-        if status_of(workspace, name) in ACTIVE_STATUSES:
+        status = status_of(workspace, name)
+        if status == "CancelRequested":  # the cancel ended it before it could say so
+            finish(workspace, name, "Canceled", "The job was canceled.")
+        elif status in ACTIVE_STATUSES:
             finish(workspace, name, "Failed", "The job's process ended without reporting a result "
                                               "(it was killed, or the machine restarted).")
 
