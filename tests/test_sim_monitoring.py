@@ -41,8 +41,6 @@ from azure.ai.ml.entities import (
     MonitoringTarget,
     MonitorSchedule,
     NumericalDriftMetrics,
-    PredictionDriftMetricThreshold,
-    PredictionDriftSignal,
     ProductionData,
     RecurrenceTrigger,
     ReferenceData,

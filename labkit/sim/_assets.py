@@ -25,7 +25,7 @@ from azure.ai.ml.exceptions import (
 )
 
 from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
-from labkit.sim.datastores import DEFAULT_DATASTORE, datastore_folder
+from labkit.sim.storage import DEFAULT_DATASTORE, datastore_folder
 
 # Asset names and versions as the service accepts them.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")

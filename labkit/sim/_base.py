@@ -76,6 +76,12 @@ class SimOperations:
         self._root = root
         self._scope = scope
 
+    def _group(self, attr: str):
+        """Another simulated operation group of the same workspace (``"_models"``, ``"_data"`` ...)."""
+        from labkit.sim.client import SIMULATED_GROUPS, _load
+
+        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
+
     @property
     def _store(self):
         if self._workspace is None:

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -693,7 +693,7 @@ class _Search:
         from azure.ai.ml._restclient.arm_ml_service.models import JobBase
 
         from labkit.sim.job_runner import ARTIFACT_STORE
-        from labkit.sim.datastores import datastore_folder
+        from labkit.sim.storage import datastore_folder
         from labkit.sim.store import utc_now
         from labkit.sim.tracking import create_run_with_id
 
@@ -1093,7 +1093,7 @@ def _finish_parent(search: _Search) -> None:
     from mlflow.tracking import MlflowClient
 
     from labkit.sim.job_runner import ARTIFACT_STORE
-    from labkit.sim.datastores import datastore_folder
+    from labkit.sim.storage import datastore_folder
 
     workspace, name, best = search.workspace, search.name, search.best
     client = MlflowClient(tracking_uri=workspace.mlflow_tracking_uri)

@@ -33,21 +33,20 @@ from typing import Any, Optional
 from azure.ai.ml._restclient.arm_ml_service.models import BatchDeployment as RestBatchDeployment
 from azure.ai.ml._utils._endpoint_utils import validate_scoring_script
 from azure.ai.ml.constants._common import ANONYMOUS_COMPONENT_NAME
-from azure.ai.ml.entities import BatchDeployment, Environment, Model, PipelineComponent
-from azure.ai.ml.entities._assets import Code
+from azure.ai.ml.entities import BatchDeployment, PipelineComponent
 from azure.ai.ml.entities._deployment.pipeline_component_batch_deployment import PipelineComponentBatchDeployment
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import BatchDeploymentOperations as _SdkBatchDeploymentOperations
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
+from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
 from labkit.sim.store import load_rest_class
 
 ENDPOINT_KIND = "batchEndpoint"
 DEPLOYMENT_KIND = "batchDeployment"
 COMPONENT_KIND = "component"
-ARM_MODEL = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 ARM_COMPONENT = re.compile(r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 # What the service sets when a model deployment leaves a setting out (batch deployment YAML reference).
 DEFAULT_SETTINGS = {
@@ -62,15 +61,10 @@ DEFAULT_RETRY = {"maxRetries": 3, "timeout": "PT30S"}
 CLUSTER_TYPES = ("AmlCompute", "Kubernetes")
 
 
-class BatchDeploymentOperations(SimOperations, _SdkBatchDeploymentOperations):
+class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatchDeploymentOperations):
     """Create, read, list and delete the deployments of the simulated batch endpoints."""
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _group(self, attr: str):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
-
     def _endpoint_row(self, endpoint_name: str):
         row = self._store.get(ENDPOINT_KIND, endpoint_name or "")
         if row is None:
@@ -187,51 +181,9 @@ class BatchDeploymentOperations(SimOperations, _SdkBatchDeploymentOperations):
 
     # -- what the SDK and the service resolve -------------------------------------------------------
     def _resolve_dependencies(self, deployment) -> None:
-        """Local code, environment and model become registered assets, referred to by id."""
-        code_configuration = deployment.code_configuration
-        if code_configuration and code_configuration.code is not None:
-            code = code_configuration.code
-            if isinstance(code, Code):
-                code = code.path
-            code = str(code)
-            components = self._group("_components")
-            if code.startswith(("azureml:", "/subscriptions/")):
-                code_configuration.code = components._reference(code, "codes")
-            else:
-                local = Path(code) if Path(code).is_absolute() else Path(deployment.base_path, code).resolve()
-                code_configuration.code = components._register_code(Code(path=str(local)))
-        if deployment.environment is not None:
-            environments = self._group("_environments")
-            if isinstance(deployment.environment, Environment):
-                deployment.environment = environments.create_or_update(deployment.environment).id
-            else:
-                deployment.environment = environments._resolve_reference(str(deployment.environment)).id
-        if deployment.model is not None:
-            models = self._group("_models")
-            if isinstance(deployment.model, Model):
-                model = deployment.model
-                if model.path and not Path(str(model.path)).is_absolute() and "://" not in str(model.path):
-                    model.path = str(Path(deployment.base_path, str(model.path)).resolve())
-                deployment.model = models.create_or_update(model).id
-            else:
-                deployment.model = self._model_id(str(deployment.model))
+        super()._resolve_dependencies(deployment)
         if deployment.compute is not None:
             deployment.compute = str(getattr(deployment.compute, "name", deployment.compute))
-
-    def _model_id(self, reference: str) -> str:
-        models = self._group("_models")
-        arm = ARM_MODEL.search(reference)
-        if arm:
-            return models.get(arm["name"], version=arm["version"]).id
-        body = reference.removeprefix("azureml:")
-        if "@" in body:
-            name, label = body.split("@", 1)
-            return models.get(name, label=label).id
-        name, _, version = body.partition(":")
-        if not version:
-            raise bad_request(f"Model reference '{reference}' names no version: use azureml:<name>:<version> or "
-                              "azureml:<name>@latest.")
-        return models.get(name, version=version).id
 
     def _check_model_deployment(self, name: str, props: dict) -> None:
         compute = props.get("compute")

@@ -42,7 +42,7 @@ from azure.core.polling import LROPoller
 from labkit.sim import job_state
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
 from labkit.sim.batch_deployments import DEPLOYMENT_KIND, ENDPOINT_KIND
-from labkit.sim.datastores import DEFAULT_DATASTORE
+from labkit.sim.storage import DEFAULT_DATASTORE
 
 # The simulation's bookkeeping on a batch job: which endpoint and deployment started it, and
 # the settings the scoring runs with (the deployment's, with the invocation's overrides).
@@ -58,11 +58,6 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
     """Create, read, invoke and delete the simulated workspace's batch endpoints."""
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _group(self, attr: str):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
-
     def _row(self, name: str):
         row = self._store.get(ENDPOINT_KIND, name or "")
         if row is None:

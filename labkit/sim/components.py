@@ -37,7 +37,7 @@ from azure.ai.ml.operations._component_operations import _refine_component
 
 from labkit.sim._assets import VersionedAssetOperations, invalid
 from labkit.sim._base import bad_request, not_found, pages
-from labkit.sim.datastores import DEFAULT_DATASTORE
+from labkit.sim.storage import DEFAULT_DATASTORE
 
 # The SDK's rule for component names (its ComponentNameStr schema field), applied again
 # on the service side for callers that pass skip_validation=True.
@@ -164,14 +164,7 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
 
     def _register_environment(self, environment: Environment) -> str:
         """An inline environment becomes an environment asset, through the simulated group."""
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        if "_environments" not in SIMULATED_GROUPS:
-            raise NotImplementedError(
-                "Inline environments need the simulated environments group, which is not available yet; "
-                "refer to a registered or curated environment instead (e.g. 'azureml:my-env:1').")
-        group = _load(SIMULATED_GROUPS["_environments"][1])(self._workspace, root=self._root, scope=self._scope)
-        return group.create_or_update(environment).id
+        return self._group("_environments").create_or_update(environment).id
 
     def _reference(self, value: str, collection: str) -> str:
         """A reference as the SDK sends it: ``azureml:name:version`` becomes an ARM id."""

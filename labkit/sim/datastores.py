@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 from typing import Iterable
 
 from azure.ai.ml.entities import (
@@ -21,7 +20,7 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.operations import DatastoreOperations as _SdkDatastoreOperations
 
 from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
-from labkit.sim.storage import DEFAULT_DATASTORE, KIND, container_folder, datastore_folder  # noqa: F401
+from labkit.sim.storage import DEFAULT_DATASTORE, KIND, container_folder
 from labkit.sim.workspace import SimWorkspace
 
 # The service: datastore names are case-insensitive, letters, digits and underscores.

@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-import yaml
 from azure.ai.ml._restclient.arm_ml_service.models import EnvironmentContainer, EnvironmentVersion, ListViewType
 from azure.ai.ml._utils.utils import is_url
 from azure.ai.ml.constants._common import ANONYMOUS_ENV_NAME

@@ -31,7 +31,7 @@ from azure.core.polling import LROPoller
 
 from labkit.sim import job_state
 from labkit.sim._base import SimOperations, bad_request, conflict, done, not_found, pages, with_service_fields
-from labkit.sim.datastores import DEFAULT_DATASTORE
+from labkit.sim.storage import DEFAULT_DATASTORE
 
 KIND = job_state.KIND
 DEFAULT_EXPERIMENT = "Default"
@@ -50,12 +50,6 @@ _workers: list[subprocess.Popen] = []
 
 class JobOperations(SimOperations, _SdkJobOperations):
     """Submit, follow and read back jobs of the simulated workspace."""
-
-    # -- helpers of other groups --------------------------------------------------------------
-    def _group(self, attr: str):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
 
     def _entity(self, row) -> Job:
         job_state.refresh_if_worker_died(self._workspace, row.name)

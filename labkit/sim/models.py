@@ -35,7 +35,7 @@ from azure.ai.ml.operations import ModelOperations as _SdkModelOperations
 
 from labkit.sim._assets import VersionedAssetOperations, invalid
 from labkit.sim._base import bad_request, not_found, pages
-from labkit.sim.datastores import datastore_folder
+from labkit.sim.storage import datastore_folder
 
 MODEL_TYPES = (AssetTypes.CUSTOM_MODEL, AssetTypes.MLFLOW_MODEL, AssetTypes.TRITON_MODEL)
 # Where a model is registered from a job's output: stored as given, resolved to the job's files

@@ -33,8 +33,7 @@ from typing import Any, Optional
 
 from azure.ai.ml._restclient.arm_ml_service.models import OnlineDeployment as RestOnlineDeployment
 from azure.ai.ml._utils._endpoint_utils import validate_scoring_script
-from azure.ai.ml.entities import Environment, Model, OnlineDeployment
-from azure.ai.ml.entities._assets import Code
+from azure.ai.ml.entities import OnlineDeployment
 from azure.ai.ml.exceptions import InvalidVSCodeRequestError
 from azure.ai.ml.operations import OnlineDeploymentOperations as _SdkOnlineDeploymentOperations
 from azure.core.exceptions import HttpResponseError
@@ -42,8 +41,9 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller, NoPolling
 
 from labkit.sim import online_runtime as runtime
+from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, service_error, with_service_fields
-from labkit.sim.datastores import datastore_folder
+from labkit.sim.storage import datastore_folder
 from labkit.sim.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.vm_sizes import find_size
 
@@ -51,7 +51,6 @@ MAX_LOCAL_INSTANCES = 4
 MLFLOW_SCORE_SCRIPT = Path(__file__).with_name("_mlflow_score.py")
 LONG_DATASTORE_URI = re.compile(r"^azureml://subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+"
                                 r"/datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
-ARM_MODEL = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 ARM_CODE = re.compile(r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 # The readiness probe the service applies when the deployment sets none (initial delay 10 s,
 # period 10 s, 30 failures allowed): how long a deployment may take to become ready.
@@ -75,15 +74,10 @@ class _FailedOperation(NoPolling):
         raise self._error
 
 
-class OnlineDeploymentOperations(SimOperations, _SdkOnlineDeploymentOperations):
+class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnlineDeploymentOperations):
     """Create, read, follow and delete the deployments of the simulated online endpoints."""
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _group(self, attr: str):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
-
     def _endpoint_row(self, endpoint_name: str):
         row = self._store.get(ENDPOINT_KIND, endpoint_name or "")
         if row is None:
@@ -205,50 +199,6 @@ class OnlineDeploymentOperations(SimOperations, _SdkOnlineDeploymentOperations):
         return done(None)
 
     # -- what the SDK and the service resolve -------------------------------------------------------
-    def _resolve_dependencies(self, deployment: OnlineDeployment) -> None:
-        """Local code, environment and model become registered assets, referred to by id."""
-        code_configuration = deployment.code_configuration
-        if code_configuration and code_configuration.code is not None:
-            code = code_configuration.code
-            if isinstance(code, Code):
-                code = code.path
-            code = str(code)
-            if code.startswith("azureml:") or code.startswith("/subscriptions/"):
-                code_configuration.code = self._group("_components")._reference(code, "codes")
-            else:
-                local = Path(code) if Path(code).is_absolute() else Path(deployment.base_path, code).resolve()
-                code_configuration.code = self._group("_components")._register_code(Code(path=str(local)))
-        if deployment.environment is not None:
-            environments = self._group("_environments")
-            if isinstance(deployment.environment, Environment):
-                deployment.environment = environments.create_or_update(deployment.environment).id
-            else:
-                deployment.environment = environments._resolve_reference(str(deployment.environment)).id
-        if deployment.model is not None:
-            models = self._group("_models")
-            if isinstance(deployment.model, Model):
-                model = deployment.model
-                if model.path and not Path(str(model.path)).is_absolute() and "://" not in str(model.path):
-                    model.path = str(Path(deployment.base_path, str(model.path)).resolve())
-                deployment.model = models.create_or_update(model).id
-            else:
-                deployment.model = self._model_id(str(deployment.model))
-
-    def _model_id(self, reference: str) -> str:
-        models = self._group("_models")
-        arm = ARM_MODEL.search(reference)
-        if arm:
-            return models.get(arm["name"], version=arm["version"]).id
-        body = reference.removeprefix("azureml:")
-        if "@" in body:
-            name, label = body.split("@", 1)
-            return models.get(name, label=label).id
-        name, _, version = body.partition(":")
-        if not version:
-            raise bad_request(f"Model reference '{reference}' names no version: use azureml:<name>:<version> or "
-                              "azureml:<name>@latest.")
-        return models.get(name, version=version).id
-
     def _check(self, name: str, payload: dict, kubernetes: bool) -> None:
         props = payload["properties"]
         if not kubernetes:

@@ -86,11 +86,6 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
     """Create, read, call and delete the simulated workspace's online endpoints."""
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _group(self, attr: str):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
-
     def _row(self, name: str):
         row = self._store.get(ENDPOINT_KIND, name or "")
         if row is None:

@@ -43,7 +43,7 @@ from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationExcepti
 
 from labkit.sim import job_state
 from labkit.sim._base import bad_request
-from labkit.sim.datastores import DEFAULT_DATASTORE
+from labkit.sim.storage import DEFAULT_DATASTORE
 from labkit.sim.store import utc_now
 
 POLL_S = 0.2

@@ -50,9 +50,7 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
 
     # -- helpers ------------------------------------------------------------------------------
     def _jobs(self):
-        from labkit.sim.client import SIMULATED_GROUPS, _load
-
-        return _load(SIMULATED_GROUPS["_jobs"][1])(self._workspace, root=self._root, scope=self._scope)
+        return self._group("_jobs")
 
     def _row(self, name: str):
         row = self._store.get(KIND, name)

@@ -33,7 +33,7 @@ from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
 
 from labkit.sim import job_state
 from labkit.sim._base import bad_request
-from labkit.sim.datastores import DEFAULT_DATASTORE
+from labkit.sim.storage import DEFAULT_DATASTORE
 
 POLL_S = 0.5
 # The service's defaults when limits are left out (the CLI sweep YAML reference): at most 1000
