@@ -3,7 +3,7 @@
 Two measurements, each against a baseline run side by side in the same process (or, for
 imports, in fresh interpreters one after the other), reported as ratios:
 
-1. import time: ``import labkit.sim`` (the SDK plus the simulation) against
+1. import time: ``import labkit.sim.client`` (the SDK plus the simulated client) against
    ``import azure.ai.ml`` alone;
 2. per call: ``ml_client.data.create_or_update`` / ``get`` / ``list`` on the simulated
    workspace against the SDK's client-side work for the same call alone: building the
@@ -92,7 +92,7 @@ def main() -> None:
         ]
         sim.deactivate()
 
-    imports = ("import labkit.sim (SDK included)", import_seconds("import labkit.sim"),
+    imports = ("import labkit.sim.client (SDK included)", import_seconds("import labkit.sim.client"),
                import_seconds("import azure.ai.ml"))
     results = [imports, *rows]
     print(f"{'measurement':42} {'simulated (ms)':>15} {'SDK alone (ms)':>15} {'ratio':>7}")
