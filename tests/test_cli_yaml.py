@@ -25,6 +25,12 @@ from azure.ai.ml.sweep import SweepJob
 # public base class for AutoML jobs; both live in modules the SDK does not export.
 from azure.ai.ml.entities._job.automl.automl_job import AutoMLJob
 from azure.ai.ml.entities._load_functions import load_schedule
+# `type: model` and `type: pipeline` batch deployments keep their options under `settings:`,
+# which only these two loaders read (load_batch_deployment reads the legacy flat layout).
+from azure.ai.ml.entities._load_functions import (
+    load_model_batch_deployment,
+    load_pipeline_component_batch_deployment,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA_URL = re.compile(r"^https://azuremlschemas\.azureedge\.net/latest/(?P<kind>[A-Za-z0-9]+)\.schema\.json$")
@@ -62,8 +68,8 @@ LOADERS = {
     "kubernetesOnlineDeployment": (aml.load_online_deployment, entities.KubernetesOnlineDeployment),
     "batchEndpoint": (aml.load_batch_endpoint, entities.BatchEndpoint),
     "batchDeployment": (aml.load_batch_deployment, entities.BatchDeployment),
-    "modelBatchDeployment": (aml.load_batch_deployment, entities.ModelBatchDeployment),
-    "pipelineComponentBatchDeployment": (aml.load_batch_deployment,
+    "modelBatchDeployment": (load_model_batch_deployment, entities.ModelBatchDeployment),
+    "pipelineComponentBatchDeployment": (load_pipeline_component_batch_deployment,
                                          entities.PipelineComponentBatchDeployment),
 }
 
