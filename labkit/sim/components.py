@@ -4,8 +4,10 @@ What the service does with a component, and the simulation with it:
 - the component's ``code`` folder becomes a code asset (uploaded once per content to the
   default datastore, as the SDK's upload does) and the component refers to it by ARM id;
 - ``environment`` stays the reference given (``azureml:name:version`` as the SDK sends it,
-  an ARM id; curated and ``@label`` references as written); an inline ``Environment``
-  is registered through the simulated environments group, as the SDK registers it;
+  an ARM id; curated and ``@label`` references as written), except a registry URI
+  (``azureml://registries/azureml/environments/sklearn-1.5/labels/latest``), which must exist
+  and is stored as the version it names; an inline ``Environment`` is registered through the
+  simulated environments group, as the SDK registers it;
 - a version never changes: sending it again with a different command, inputs, outputs, code
   or environment is refused; description, display name and tags may change.
 
@@ -159,6 +161,11 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
         environment = component.environment
         if isinstance(environment, Environment):
             component.environment = environment.id or self._register_environment(environment)
+        elif isinstance(environment, str) and is_registry_id_for_resource(environment):
+            # The service resolves a registry environment when it takes the component: a missing one
+            # is refused, and a label becomes the version it names (components read back from Azure
+            # name .../environments/sklearn-1.5/versions/<n>).
+            component.environment = self._group("_environments")._resolve_reference(environment).id
         elif isinstance(environment, str):
             component.environment = self._reference(environment, AzureMLResourceType.ENVIRONMENT)
 

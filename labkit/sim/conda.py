@@ -9,9 +9,10 @@ import re
 
 import yaml
 
-from labkit.sim.curated import find_curated
+from labkit.sim.curated import find_curated, find_in_registry
 
 ENVIRONMENT_VERSION_ID = re.compile(r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+REGISTRY_ENVIRONMENT_ID = re.compile(r"^azureml://registries/(?P<registry>[^/]+)/environments/(?P<name>[^/]+)/")
 
 
 def specification(name: str | None, conda_file) -> dict:
@@ -25,10 +26,21 @@ def specification(name: str | None, conda_file) -> dict:
     return dict(conda_file or {})
 
 
+def specification_of_registry_asset(environment_id: str) -> dict | None:
+    """The conda specification of a curated environment named by its registry id, else None."""
+    match = REGISTRY_ENVIRONMENT_ID.match(environment_id or "")
+    found = find_in_registry(match["registry"], match["name"]) if match else None
+    return found[0].conda_document() if found else None
+
+
 def specification_of_version(workspace, environment_id: str) -> tuple[str, dict]:
-    """(``name:version``, conda specification) of the environment version an ARM id names."""
+    """(``name:version``, conda specification) of the environment version an ARM id or a
+    registry id names."""
     match = ENVIRONMENT_VERSION_ID.search(environment_id)
     name, version = match["name"], match["version"]
+    from_registry = specification_of_registry_asset(environment_id)
+    if from_registry is not None:
+        return f"{name}:{version}", from_registry
     row = workspace.store.get("environment", name, version)
     conda_file = (row.payload.get("properties") or {}).get("condaFile") if row else None
     return f"{name}:{version}", specification(name, conda_file)

@@ -43,11 +43,18 @@ from labkit.sim.curated import (
     RESERVED_PREFIX,
     CuratedEnvironment,
     find_curated,
+    find_in_registry,
     is_reserved,
 )
 
 ANONYMOUS_VERSION = re.compile(r"^[0-9a-f]{32,64}$")
 REFERENCE = re.compile(r"^(?:azureml:)?(?P<name>[^:@/]+)(?:@(?P<label>[^:@/]+)|:(?P<version>[^:@/]+))?$")
+# A registry asset as jobs, components and deployments name it (the SDK passes these through
+# untouched; the service resolves them): azureml://registries/<registry>/environments/<name>/
+# versions/<version> or .../labels/<label>.
+REGISTRY_REFERENCE = re.compile(
+    r"^azureml://registries/(?P<registry>[^/]+)/environments/(?P<name>[^/]+)"
+    r"/(?:versions/(?P<version>[^/]+)|labels/(?P<label>[^/]+))/?$", re.IGNORECASE)
 
 
 def _definition(properties: dict) -> tuple:
@@ -65,16 +72,19 @@ class EnvironmentOperations(VersionedAssetOperations, _SdkEnvironmentOperations)
     target = ErrorTarget.ENVIRONMENT
 
     # -- curated ----------------------------------------------------------------------------
-    def _curated_entity(self, curated: CuratedEnvironment) -> Environment:
+    def _curated_entity(self, curated: CuratedEnvironment, version: Optional[str] = None,
+                        registry_id: Optional[str] = None) -> Environment:
         # Azure serves these from the shared ``azureml`` registry; each workspace sees them
-        # under its own environments collection, which is the id given here.
+        # under its own environments collection, which is the id given here unless the
+        # environment was named by its registry URI.
+        version = str(version or curated.version)
         payload = {
-            "id": self._workspace.child_id(self.collection, curated.name, curated.version),
-            "name": curated.version,
+            "id": registry_id or self._workspace.child_id(self.collection, curated.name, version),
+            "name": version,
             "properties": {
                 "description": curated.description,
                 "tags": dict(curated.tags),
-                "image": curated.image,
+                "image": f"{curated.image.rsplit(':', 1)[0]}:{version}",
                 "osType": "Linux",
                 "isAnonymous": False,
                 "isArchived": False,
@@ -111,10 +121,10 @@ class EnvironmentOperations(VersionedAssetOperations, _SdkEnvironmentOperations)
                 raise invalid(f"Asset {name} with version label {label} does not exist in workspace.", self.target)
             if not version and not label:
                 raise invalid("Must provide either version or label.", self.target, ValidationErrorType.MISSING_FIELD)
-            if version and str(version) != curated.version:
+            if version and not curated.has_version(version):
                 raise not_found(f"Environment {curated.name}:{version} was not found; the curated environment's "
-                                f"current version is {curated.version}.")
-            return self._curated_entity(curated)
+                                f"versions run from 1 to {curated.version}.")
+            return self._curated_entity(curated, version)
         return self._get(name, version, label)
 
     def list(self, name: Optional[str] = None, *,
@@ -189,8 +199,12 @@ class EnvironmentOperations(VersionedAssetOperations, _SdkEnvironmentOperations)
         """The environment a job's ``environment=`` string names.
 
         Accepts ``azureml:name@latest``, ``azureml:name:version``, the same without the
-        ``azureml:`` prefix, and the ARM id of an environment version.
+        ``azureml:`` prefix, the ARM id of an environment version, and a registry URI
+        (``azureml://registries/azureml/environments/<name>/versions/<n>`` or ``/labels/latest``).
         """
+        registry = REGISTRY_REFERENCE.match(reference.strip())
+        if registry:
+            return self._registry_environment(reference, registry)
         arm = re.search(r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", reference)
         if arm:
             return self.get(arm["name"], version=arm["version"])
@@ -201,6 +215,30 @@ class EnvironmentOperations(VersionedAssetOperations, _SdkEnvironmentOperations)
         if match["version"]:
             return self.get(match["name"], version=match["version"])
         return self.get(match["name"], label=match["label"] or "latest")
+
+
+    def _registry_environment(self, reference: str, match: re.Match) -> Environment:
+        """A curated environment named by its registry URI; a label resolves to a version, as the
+        service resolves ``labels/latest`` when it takes the job (jobs read back name the version)."""
+        found = find_in_registry(match["registry"], match["name"])
+        if found is None:
+            # The service's answer for an asset it cannot find in a registry: 404.
+            raise not_found(f"Environment {match['name']} was not found in registry '{match['registry']}' "
+                            f"({reference}). The simulated workspace knows the curated environments of the "
+                            "'azureml' registry (see ml_client.environments.list()).")
+        curated, by_registry_name = found
+        newest = curated.registry_version if by_registry_name else curated.version
+        version = match["version"]
+        if match["label"]:
+            if match["label"].lower() != "latest":
+                raise not_found(f"Label '{match['label']}' of environment {match['name']} was not found in "
+                                f"registry '{match['registry']}': curated environments carry the label 'latest'.")
+            version = newest
+        elif not curated.has_version(version, registry=by_registry_name):
+            raise not_found(f"Environment {match['name']}:{version} was not found in registry "
+                            f"'{match['registry']}'; its versions run from 1 to {newest}.")
+        registry_id = f"azureml://registries/{match['registry']}/environments/{match['name']}/versions/{version}"
+        return self._curated_entity(curated, version, registry_id=registry_id)
 
 
 # -- what a job runner reads -------------------------------------------------------------------
@@ -217,6 +255,9 @@ def conda_specification(environment: Environment) -> dict:
     Curated environments bake their packages into the image; the simulation answers from
     its curated table so a local run knows what the image would contain.
     """
+    from_registry = conda.specification_of_registry_asset(environment.id)
+    if from_registry is not None:
+        return from_registry
     return conda.specification(environment.name, environment.conda_file)
 
 
