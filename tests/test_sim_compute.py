@@ -130,11 +130,19 @@ def test_update_cluster_scale_settings_keeps_it(ml_client):
     assert updated.created_on == cluster.created_on
 
 
-def test_changing_a_clusters_vm_size_is_refused(ml_client):
+def test_sending_an_existing_cluster_with_only_max_instances_scales_it(ml_client):
+    # The official compute lab: the SDK sends its default size, the cluster keeps its own.
+    make_cluster(ml_client, name="aml-cluster", size="STANDARD_DS11_V2", max_instances=1, tier="low_priority")
+    ml_client.begin_create_or_update(AmlCompute(name="aml-cluster", max_instances=2)).result()
+    cluster = ml_client.compute.get("aml-cluster")
+    assert cluster.max_instances == 2
+    assert (cluster.size, cluster.tier) == ("STANDARD_DS11_V2", "low_priority")
+
+
+def test_a_clusters_vm_size_stays_what_it_was_created_with(ml_client):
     make_cluster(ml_client)
-    with pytest.raises(HttpResponseError, match="cannot be changed"):
-        make_cluster(ml_client, size="Standard_DS4_v2")
-    assert ml_client.compute.get("cpu-cluster").size == "Standard_DS3_v2"
+    updated = make_cluster(ml_client, size="Standard_DS4_v2", max_instances=3)
+    assert (updated.size, updated.max_instances) == ("Standard_DS3_v2", 3)
 
 
 def test_changing_the_compute_type_of_a_name_is_refused(ml_client):

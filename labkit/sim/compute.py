@@ -11,7 +11,9 @@ The service's rules applied here:
 - the VM size must be one the region offers (``labkit.sim.vm_sizes``), matched
   case-insensitively; low priority needs a low-priority-capable size;
 - ``min_instances`` may not exceed ``max_instances``; a cluster's VM size and priority
-  cannot change after creation (delete and recreate instead);
+  cannot change after creation: sending the cluster again (``AmlCompute(name=...,
+  max_instances=2)``, which the SDK sends with its default size) updates its scale settings
+  and keeps its size and priority;
 - start and stop apply to compute instances only, and only from the opposite state.
 
 What differs on Azure: creation takes minutes, not milliseconds; clusters here never
@@ -276,12 +278,24 @@ class ComputeOperations(SimOperations, _SdkComputeOperations):
             raise conflict(f"Compute '{name}' already exists as {old_props.get('computeType')}; "
                            f"it cannot be changed to {new_props.get('computeType')}.")
         old_inner, new_inner = old_props.get("properties") or {}, new_props.get("properties") or {}
+        if new_props.get("computeType") == "AmlCompute":
+            # Sending an existing cluster again updates what can change (scale settings, idle time,
+            # description, identity) and keeps its VM size and tier, which are fixed at creation. The
+            # request cannot say whether a size was chosen or filled in: AmlCompute(name=...,
+            # max_instances=2) is sent with the SDK's default size (ComputeDefaults.VMSIZE,
+            # STANDARD_DS3_V2), which is how the official compute lab scales its cluster. The service
+            # accepts such a request and the cluster keeps its size (Azure/azure-rest-api-specs#18889,
+            # hashicorp/terraform-provider-azurerm#15825: a new vmSize is acknowledged, the cluster
+            # keeps the old one); "you can't change the VM size of a cluster once created: delete and
+            # recreate it" (learn.microsoft.com/azure/machine-learning/how-to-create-attach-compute-cluster).
+            for fixed in ("vmSize", "vmPriority"):
+                if old_inner.get(fixed):
+                    new_inner[fixed] = old_inner[fixed]
+            return
         old_size, new_size = old_inner.get("vmSize"), new_inner.get("vmSize")
         if old_size and new_size and old_size.lower() != new_size.lower():
             raise bad_request(f"The VM size of compute '{name}' cannot be changed from {old_size} to "
                               f"{new_size}; delete the compute and create it again.")
-        if old_inner.get("vmPriority") != new_inner.get("vmPriority") and new_props.get("computeType") == "AmlCompute":
-            raise bad_request(f"The tier of compute cluster '{name}' cannot be changed after creation.")
 
     def _fill_service_fields(self, payload: dict, previous: dict | None) -> None:
         now = utc_now()
