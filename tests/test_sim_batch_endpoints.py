@@ -82,7 +82,7 @@ def scoring_child(ml_client, name):
 def predictions(ml_client, job_name, tmp_path, file_name="predictions.csv"):
     target = tmp_path / f"download-{job_name}"
     ml_client.jobs.download(job_name, output_name="score", download_path=target)
-    path = target / "named-outputs" / "score" / file_name
+    path = target / file_name  # a batch scoring job's file lands in download_path itself
     return path.read_text().splitlines() if path.exists() else None
 
 
@@ -155,9 +155,17 @@ def test_model_deployments_score_folders_with_thresholds_retries_and_the_default
     assert scored.experiment_name == "summer-batch"
     child = scoring_child(ml_client, scored.name)
     assert child.display_name == "batchscoring" and child.status == "Completed"
-    rows = predictions(ml_client, child.name, tmp_path)
+    rows = predictions(ml_client, scored.name, tmp_path)
     assert sorted(rows) == sorted(f"part-{i}.csv {float((i + 1) * 10)}" for i in range(5))
-    assert sorted(predictions(ml_client, scored.name, tmp_path)) == sorted(rows)  # the pipeline job's output too
+    # Whatever output_name or all say, a batch job's download is its predictions file, in download_path.
+    for options in ({}, {"all": True}, {"output_name": "anything"}):
+        target = tmp_path / f"download-{len(options)}-{sorted(options)}"
+        ml_client.jobs.download(scored.name, download_path=target, **options)
+        assert [p.name for p in target.iterdir()] == ["predictions.csv"]
+        assert (target / "predictions.csv").read_text().splitlines() == rows
+    # The scoring step itself is an ordinary job: its output sits under named-outputs/.
+    ml_client.jobs.download(child.name, output_name="score", download_path=tmp_path / "step")
+    assert (tmp_path / "step" / "named-outputs" / "score" / "predictions.csv").read_text().splitlines() == rows
     logs = tmp_path / "logs"
     ml_client.jobs.download(child.name, download_path=logs)
     overview = (logs / "artifacts" / "logs" / "job_progress_overview.txt").read_text()
@@ -167,7 +175,7 @@ def test_model_deployments_score_folders_with_thresholds_retries_and_the_default
 
     # summary_only: the job completes and writes no predictions file.
     assert statuses[jobs["summary"].name] == "Completed"
-    assert predictions(ml_client, scoring_child(ml_client, jobs["summary"].name).name, tmp_path) is None
+    assert predictions(ml_client, jobs["summary"].name, tmp_path) is None
 
     # The mini batch [part-4.csv] fails on every try: one failed file is within a threshold of 1 ...
     assert statuses[jobs["tolerant"].name] == "Completed"
@@ -253,6 +261,9 @@ def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml
     job = ml_client.jobs.get(pipeline_job.name)
     assert isinstance(job, PipelineJob) and job.experiment_name == "counting-batch"
     [step] = list(ml_client.jobs.list(parent_job_name=job.name))
+    # A pipeline component's job is tagged a pipeline job: its outputs download as any pipeline's.
+    ml_client.jobs.download(job.name, output_name="counted", download_path=tmp_path / "pipeline-counted")
+    assert (tmp_path / "pipeline-counted" / "named-outputs" / "counted" / "count.txt").read_text().strip() == "3"
     ml_client.jobs.download(step.name, output_name="counted", download_path=tmp_path / "counted")
     assert (tmp_path / "counted" / "named-outputs" / "counted" / "count.txt").read_text().strip() == "3"
     assert [j.name for j in ml_client.batch_endpoints.list_jobs("counting-batch")] == [pipeline_job.name]

@@ -100,6 +100,15 @@ def test_a_command_job_runs_logs_to_mlflow_and_keeps_its_outputs(ml_client, src,
     assert (tmp_path / "dl" / "named-outputs" / "result" / "result.csv").read_text() == "rows\n3\n"
     assert (tmp_path / "dl" / "artifacts" / "outputs" / "summary.txt").read_text() == "3 rows"
     assert "done training" in (tmp_path / "dl" / "artifacts" / "user_logs" / "std_log.txt").read_text()
+    # The SDK's other cases: logs and artifacts only; one named output only; an output the job
+    # lacks is skipped without an error (the SDK logs it at debug level).
+    ml_client.jobs.download(job.name, download_path=tmp_path / "logs-only")
+    assert [p.name for p in (tmp_path / "logs-only").iterdir()] == ["artifacts"]
+    ml_client.jobs.download(job.name, download_path=tmp_path / "one", output_name="result")
+    assert sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*")) == [
+        "named-outputs", "named-outputs/result", "named-outputs/result/result.csv"]
+    ml_client.jobs.download(job.name, download_path=tmp_path / "none", output_name="no_such_output")
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_failing_script_ends_failed_and_stream_raises(ml_client, src, capsys):

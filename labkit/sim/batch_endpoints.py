@@ -8,8 +8,9 @@ named; setting it to a deployment the endpoint does not have is refused.
 ``invoke`` starts a batch job, as the service does, and returns the SDK's ``BatchJob``:
 - for a model deployment, a pipeline job (experiment: the endpoint's name) whose child job
   ``batchscoring`` scores the input (``labkit.sim.batch_scoring``) and writes the predictions
-  file to its output ``score``; the pipeline job's output ``score`` is the same folder, so
-  ``jobs.download(name, output_name="score")`` works on either;
+  file to its output ``score``; the pipeline job's output ``score`` is the same folder, and
+  ``jobs.download(name, download_path=...)`` writes the file straight into ``download_path``
+  (the job is tagged as the service tags a batch job, ``BATCH_RUN_TAG`` below);
 - for a pipeline component deployment, a pipeline job of the component's steps, run by
   ``labkit.sim.pipeline``, with the deployment's settings (``default_compute`` ...).
 The job is listed by ``jobs.list()``, ``batch_endpoints.list_jobs`` and
@@ -33,6 +34,7 @@ from azure.ai.ml import Input
 from azure.ai.ml._restclient.arm_ml_service.models import BatchEndpoint as RestBatchEndpoint
 from azure.ai.ml._schema._deployment.batch.batch_job import BatchJobSchema
 from azure.ai.ml.constants._common import BASE_PATH_CONTEXT_KEY, PARAMS_OVERRIDE_KEY
+from azure.ai.ml.constants._job.pipeline import PipelineConstants
 from azure.ai.ml.entities import BatchEndpoint, BatchJob
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import BatchEndpointOperations as _SdkBatchEndpointOperations
@@ -52,6 +54,14 @@ SETTINGS_PROPERTY = "labkit.sim.batchSettings"
 INPUT_NAME = "input_data"  # the name the service gives the single input of a model deployment's job
 OUTPUT_NAME = "score"  # the output the service writes the predictions file to
 SCORING_STEP = "batchscoring"  # the child job that scores (the studio's graph shows this step)
+# The tags the service puts on a batch job. The SDK's jobs.download reads them: a job tagged
+# azureml.batchrun whose azureml.jobtype is not azureml.pipelinejob is a model deployment's
+# scoring job, whose predictions file it writes straight into download_path. A pipeline
+# component deployment's job carries azureml.jobtype = azureml.pipelinejob (seen in service
+# responses); the value on a model deployment's job is not documented, so none is set here.
+BATCH_RUN_TAG = "azureml.batchrun"
+DEPLOYMENT_TAG = "azureml.deploymentname"
+JOB_TYPE_TAG = "azureml.jobtype"
 
 
 class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
@@ -246,6 +256,7 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         from labkit.sim.job_runner import RUNNER_PROPERTY
 
         job_props["properties"] = {**marks, SETTINGS_PROPERTY: json.dumps(settings), RUNNER_PROPERTY: "BatchScoring"}
+        job_props["tags"] = {BATCH_RUN_TAG: "true", DEPLOYMENT_TAG: marks[DEPLOYMENT_PROPERTY]}
         job_props["services"] = jobs._services(job_name)
         if self._store.get(job_state.KIND, job_name):
             raise bad_request(f"A job named '{job_name}' already exists in workspace '{self._workspace.name}'.")
@@ -273,6 +284,8 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         job.experiment_name = experiment
         job.display_name = job_name
         job.properties = {**(job.properties or {}), **marks}
+        job.tags = {**(job.tags or {}), BATCH_RUN_TAG: "true", DEPLOYMENT_TAG: marks[DEPLOYMENT_PROPERTY],
+                    JOB_TYPE_TAG: PipelineConstants.PIPELINE_JOB_TYPE}
         settings = config.get("settings") or {}
         for key, value in settings.items():
             if key == "continue_on_step_failure":

@@ -21,12 +21,15 @@ from typing import Any, Iterable, Optional, Union
 
 from azure.ai.ml._restclient.arm_ml_service.models import ListViewType
 from azure.ai.ml._utils.utils import is_url
+from azure.ai.ml.constants._common import BATCH_JOB_CHILD_RUN_OUTPUT_NAME, DEFAULT_ARTIFACT_STORE_OUTPUT_NAME
+from azure.ai.ml.constants._job.pipeline import PipelineConstants
 from azure.ai.ml.entities import Job, ValidationResult
 from azure.ai.ml.entities._builders import BaseNode, Command
 from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, JobException, ValidationException
 from azure.ai.ml.operations import JobOperations as _SdkJobOperations
 from azure.ai.ml.operations._job_ops_helper import _incremental_print
+from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
 
 from labkit.sim import job_state
@@ -273,36 +276,61 @@ class JobOperations(SimOperations, _SdkJobOperations):
 
     def download(self, name: str, *, download_path: Union[os.PathLike, str] = ".", output_name: Optional[str] = None,
                  all: bool = False) -> None:  # noqa: A002  (the SDK's parameter name)
+        """The SDK's ``JobOperations.download`` case by case (azure/ai/ml/operations/_job_operations.py):
+        a reused step downloads from the job it reused; a sweep from its best trial; a batch
+        scoring job (tag ``azureml.batchrun``, not a pipeline component's job) writes its child's
+        ``score`` output straight into ``download_path``, whatever ``output_name`` and ``all`` say;
+        any other job puts ``default`` under ``artifacts/`` and each named output under
+        ``named-outputs/<name>/``. An output the job does not have is skipped, as the SDK does."""
         job = self.get(name)
-        artifacts_folder = "artifacts"
+        props = job.properties or {}
+        if (props.get(PipelineConstants.REUSED_FLAG_FIELD) == PipelineConstants.REUSED_FLAG_TRUE
+                and PipelineConstants.REUSED_JOB_ID in props):
+            name = props[PipelineConstants.REUSED_JOB_ID]
+            job = self.get(name)
         if job.status not in job_state.TERMINAL_STATUSES:
             raise JobException(
                 message=(f"This job is in state {job.status}. Download is allowed only in states "
                          f"{job_state.TERMINAL_STATUSES}"),
                 no_personal_data_message="job not finished", target=ErrorTarget.JOB,
                 error_category=ErrorCategory.USER_ERROR)
+        artifacts_folder = "artifacts"
         if job.type == "sweep":  # the best trial's outputs, then the sweep's own logs (labkit.sim.sweep)
             from labkit.sim.sweep import download_best_trial
 
             if download_best_trial(self, job, download_path=download_path, output_name=output_name, all=all):
                 return
             output_name, all, artifacts_folder = None, False, "hd-artifacts"
-        outputs = {k: v for k, v in job.outputs.items()}
-        if output_name:
-            if output_name not in outputs:
-                raise bad_request(f"Job '{name}' has no output named '{output_name}'.")
-            wanted = [output_name]
-        else:
-            wanted = list(outputs) if all else ["default"]
         download_path = Path(download_path)
+        tags = job.tags or {}
+        if tags.get("azureml.batchrun") == "true" and tags.get("azureml.jobtype") != PipelineConstants.PIPELINE_JOB_TYPE:
+            # the "score" output of the child that has one (the service's batchscoring step)
+            for child in self.list(parent_job_name=name):
+                if BATCH_JOB_CHILD_RUN_OUTPUT_NAME in (child.outputs or {}):
+                    self._copy_output(child.name, BATCH_JOB_CHILD_RUN_OUTPUT_NAME, download_path)
+                    break
+            return
+        outputs = set(job.outputs or {})
+        if output_name:
+            wanted = [output_name] if output_name in outputs else []
+        else:
+            wanted = sorted(outputs) if all else [DEFAULT_ARTIFACT_STORE_OUTPUT_NAME]
         for item in wanted:
-            source = Path(job_state.local_output_path(self._workspace, name, item))
-            destination = download_path / (artifacts_folder if item == "default" else f"named-outputs/{item}")
-            if source.is_dir():
-                shutil.copytree(source, destination, dirs_exist_ok=True)
-            elif source.is_file():
-                destination.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, destination / source.name)
+            folder = artifacts_folder if item == DEFAULT_ARTIFACT_STORE_OUTPUT_NAME else f"named-outputs/{item}"
+            self._copy_output(name, item, download_path / folder)
+
+    def _copy_output(self, job: str, output: str, destination: Path) -> None:
+        """A job output's files into ``destination``, laid out as the SDK's blob download does
+        (a folder's contents in it, a file by its own name)."""
+        try:
+            source = Path(job_state.local_output_path(self._workspace, job, output))
+        except ResourceNotFoundError:
+            return
+        if source.is_dir():
+            shutil.copytree(source, destination, dirs_exist_ok=True)
+        elif source.is_file():
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / source.name)
 
     # -- changing a job -------------------------------------------------------------------------
     def begin_cancel(self, name: str, **kwargs: Any) -> LROPoller[None]:
