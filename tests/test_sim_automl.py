@@ -1,13 +1,17 @@
 """Automated ML on the simulated workspace: the service's metrics, its refusals, and real searches."""
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from azure.ai.ml import Input, automl
 from azure.ai.ml.automl import ClassificationModels
 from azure.ai.ml.entities import Data, Model
@@ -18,12 +22,14 @@ from sklearn import metrics as skm
 
 from labkit.sim import job_state
 from labkit.sim.automl import (
+    AUTOML_ENVIRONMENT,
     BEST_CHILD_TAG,
     classification_metrics,
     forecasting_metrics,
     norm_macro_recall,
     regression_metrics,
 )
+from labkit.sim.automl_runtime.outputs import pickle_imports
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MLTABLE = """paths:
@@ -264,9 +270,151 @@ def test_forecasting_search_on_the_retail_data(ml_client, tmp_path):
         nrmse = mlflow.get_run(best).data.metrics["normalized_root_mean_squared_error"]
         assert 0 < nrmse < 0.3
         model = mlflow.pyfunc.load_model(f"runs:/{best}/outputs/mlflow-model")
+        pickled = Path(mlflow.artifacts.download_artifacts(run_id=best, artifact_path="outputs/model.pkl",
+                                                           dst_path=str(tmp_path / "forecast")))
     finally:
         mlflow.set_tracking_uri(None)
+    # The target history travels as pandas tables in standard steps, not in a class of the simulation's.
+    assert not {m for m in pickle_imports(pickled.read_bytes()) if m.split(".")[0] in INTERNALS}
     future = pd.DataFrame({"date": pd.date_range("2024-07-01", periods=14), "store_id": "S1", "product": "bread",
                            "price": 2.49, "on_promotion": False, "is_holiday": False})
     forecast = np.asarray(model.predict(future))
     assert forecast.shape == (14,) and np.all(np.isfinite(forecast)) and forecast.mean() > 20
+
+
+# -- the best child's outputs, as Azure writes them ----------------------------------------------------------
+# "How to use AutoML model outputs" and "Deploy an AutoML model to an online endpoint"
+# (learn.microsoft.com); the azureml-examples AutoML notebooks download ``outputs`` of the best
+# child with ``mlflow.artifacts.download_artifacts`` and deploy model.pkl with
+# scoring_file_v_2_0_0.py and conda_env_v_1_0_0.yml.
+BEST_CHILD_FILES = {"model.pkl", "conda_env_v_1_0_0.yml", "scoring_file_v_1_0_0.py", "scoring_file_v_2_0_0.py",
+                    "generated_code", "mlflow-model"}
+# A pickle that imports one of these would not load where only the model's libraries are installed.
+INTERNALS = ("labkit", "flaml", "labkit_automl_runtime")
+
+
+@pytest.fixture(scope="module")
+def best_child_outputs(tmp_path_factory):
+    """One small AutoML job whose best model is XGBoost on a true/false target (the labels XGBoost
+    cannot learn directly), and its best child's ``outputs/`` downloaded as the notebooks do."""
+    import mlflow
+    from mlflow.artifacts import download_artifacts
+
+    from labkit import sim
+
+    work = tmp_path_factory.mktemp("automl-outputs")
+    ml_client = sim.connect(root=work / "workspaces")
+    try:
+        frame = pd.read_csv(DATA / "diabetes.csv").head(300).astype({"diabetic": bool})
+        frame["visit"] = pd.date_range("2024-01-01", periods=len(frame), freq="D")
+        folder = mltable_folder(work / "table", frame)
+        job = automl.classification(training_data=Input(type="mltable", path=str(folder)),
+                                    target_column_name="diabetic", primary_metric="AUC_weighted",
+                                    n_cross_validations=3)
+        job.set_limits(timeout_minutes=1, max_trials=2)
+        job.set_training(allowed_training_algorithms=["XGBoostClassifier"], enable_vote_ensemble=False,
+                         enable_stack_ensemble=False)
+        name = ml_client.jobs.create_or_update(job).name
+        finished = wait(ml_client, name)
+        assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, name)
+        mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
+        best = mlflow.MlflowClient().get_run(name).data.tags[BEST_CHILD_TAG]
+        params = mlflow.MlflowClient().get_run(best).data.params
+        local = Path(download_artifacts(run_id=best, artifact_path="outputs", dst_path=str(work / "download")))
+    finally:
+        mlflow.set_tracking_uri(None)
+        sim.deactivate()
+    rows = pd.read_csv(DATA / "diabetes.csv").iloc[5000:5003].drop(columns=["diabetic"])
+    rows["visit"] = pd.Timestamp("2025-01-01")
+    return {"outputs": local, "best": best, "params": params, "rows": rows}
+
+
+def test_best_child_outputs_hold_the_files_azure_writes(best_child_outputs):
+    outputs = best_child_outputs["outputs"]
+    assert BEST_CHILD_FILES <= {p.name for p in outputs.iterdir()}
+    assert {"script.py", "conda_environment.yaml"} <= {p.name for p in (outputs / "generated_code").iterdir()}
+    assert {"MLmodel", "model.pkl", "conda.yaml"} <= {p.name for p in (outputs / "mlflow-model").iterdir()}
+    conda = yaml.safe_load((outputs / "conda_env_v_1_0_0.yml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    names = {requirement.split("==")[0] for requirement in pip}
+    assert {"scikit-learn", "inference-schema", "pandas"} <= names and any(n.startswith("xgboost") for n in names)
+    assert not [n for n in names if n.startswith(INTERNALS)]
+
+
+def test_the_mlmodel_carries_the_metadata_azure_sets(best_child_outputs):
+    from labkit.sim.curated import find_curated
+
+    mlmodel = yaml.safe_load((best_child_outputs["outputs"] / "mlflow-model" / "MLmodel").read_text())
+    assert mlmodel["metadata"]["azureml.engine"] == "automl"
+    image = mlmodel["metadata"]["azureml.base_image"]
+    curated = find_curated(AUTOML_ENVIRONMENT)
+    if curated is not None:  # the notebooks name the training environment after the image's version
+        assert image == curated.image
+    assert image.startswith("mcr.microsoft.com/azureml/curated/ai-ml-automl:")
+    assert mlmodel["run_id"] == best_child_outputs["best"]
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "pickle"
+    assert "code" not in mlmodel["flavors"]["python_function"]  # no simulation module travels with it
+    text = json.dumps(mlmodel).lower() + json.dumps(best_child_outputs["params"]).lower()
+    assert not [word for word in ("flaml", "labkit", "sim_") if word in text]
+
+
+def test_model_pkl_unpickles_without_labkit_or_flaml(best_child_outputs):
+    """A fresh interpreter with this repository off sys.path and labkit and FLAML blocked."""
+    model = best_child_outputs["outputs"] / "model.pkl"
+    assert not {m for m in pickle_imports(model.read_bytes()) if m.split(".")[0] in INTERNALS}
+    rows = best_child_outputs["rows"]
+    program = f"""
+import sys
+sys.path = [p for p in sys.path if p and p.rstrip("/") != {str(Path(__file__).resolve().parent.parent)!r}]
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {INTERNALS!r}:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import joblib, pandas as pd
+model = joblib.load({str(model)!r})
+rows = pd.read_json(sys.stdin, orient="split", convert_dates=["visit"])
+print(list(model.predict(rows)), model.predict_proba(rows).shape)
+"""
+    done = subprocess.run([sys.executable, "-I", "-c", program], input=rows.to_json(orient="split"),
+                          capture_output=True, text=True, cwd="/", timeout=120)
+    assert done.returncode == 0, done.stderr
+    predictions, shape = done.stdout.strip().rsplit(" (", 1)
+    assert set(eval(predictions)) <= {True, False} and shape.startswith("3, 2")
+
+
+def test_the_scoring_files_score_rows_sent_as_the_notebooks_send_them(best_child_outputs, monkeypatch):
+    import importlib.util
+
+    outputs = best_child_outputs["outputs"]
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(outputs))
+    records = json.loads(best_child_outputs["rows"].to_json(orient="records", date_format="iso"))
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), outputs / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.init()
+        return module
+
+    v2 = load("scoring_file_v_2_0_0.py")
+    answer = v2.run({"data": records}, {"method": "predict_proba"})  # the decorators convert the records
+    probabilities = np.asarray(answer["Results"])
+    assert probabilities.shape == (3, 2) and np.allclose(probabilities.sum(axis=1), 1.0)
+    assert set(v2.run({"data": records})["Results"]) <= {True, False}
+    with pytest.raises(ValueError, match="method must be one of"):
+        v2.run({"data": records}, {"method": "transform"})
+    v1 = load("scoring_file_v_1_0_0.py")
+    assert set(json.loads(v1.run(records))["result"]) <= {True, False}
+
+
+def test_the_generated_script_retrains_the_pipeline(best_child_outputs, tmp_path):
+    frame = pd.read_csv(DATA / "diabetes.csv").iloc[1000:1200].astype({"diabetic": bool})
+    frame["visit"] = pd.date_range("2024-01-01", periods=len(frame), freq="D")
+    table = mltable_folder(tmp_path / "retrain", frame)
+    done = subprocess.run([sys.executable, str(best_child_outputs["outputs"] / "generated_code" / "script.py"),
+                           "--training_dataset_uri", str(table)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "XGBClassifier(" in (best_child_outputs["outputs"] / "generated_code" / "script.py").read_text()
+    assert (tmp_path / "outputs" / "model.pkl").is_file() and (tmp_path / "outputs" / "mlflow-model" / "MLmodel").is_file()

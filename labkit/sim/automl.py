@@ -5,10 +5,12 @@ starts: it serializes the job with the SDK, resolves the compute and the MLTable
 refuses what the service refuses (400). The parent job's worker (``run``) then searches with
 FLAML: every trial FLAML evaluates becomes a child job (``<parent>_<n>``, listed by
 ``ml_client.jobs.list(parent_job_name=...)``) with its hyperparameters and metrics in its own
-MLflow run; ensembles follow as the last children; the best child gets the model, saved as an
-MLflow model (featurization + estimator in one scikit-learn pipeline) in its
-``outputs/mlflow-model/`` artifacts, and the parent names it in the MLflow tag and job tag
-``automl_best_child_run_id``, as Azure's AutoML does.
+MLflow run; ensembles follow as the last children; the best child gets the model
+(featurization + estimator in one scikit-learn pipeline of standard parts, so it loads without
+labkit or FLAML) and the files Azure's AutoML writes beside it in its ``outputs/`` artifacts:
+``model.pkl``, ``conda_env_v_1_0_0.yml``, the scoring files, ``generated_code/`` and the MLflow
+model ``mlflow-model/`` (``automl_runtime/outputs.py``); the parent names it in the MLflow tag
+and job tag ``automl_best_child_run_id``, as Azure's AutoML does.
 
 What the service's algorithm names become here (``ALGORITHMS``): real scikit-learn, LightGBM
 and XGBoost estimators, searched by FLAML's own learners where FLAML has one and by small
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,13 @@ import numpy as np
 
 from labkit.sim import job_state
 from labkit.sim._base import bad_request
+from labkit.sim.automl_runtime import featurization, outputs
 
-RUNTIME_FOLDER = Path(__file__).resolve().parent / "automl_runtime"
-RUNTIME_MODULE = "labkit_automl_runtime"
 BEST_CHILD_TAG = "automl_best_child_run_id"
 MODEL_FOLDER = "outputs/mlflow-model"
+# The curated environment Azure's AutoML trains in, and its image's short name.
+AUTOML_ENVIRONMENT = "AzureML-ai-ml-automl"
+AUTOML_IMAGE = "ai-ml-automl"
 # The service: "terminate if there is no score improvement in the last 20 iterations".
 EARLY_TERMINATION_ITERATIONS = 20
 # The service's default timeout for an AutoML job when set_limits gives none: six days.
@@ -477,16 +480,9 @@ class _Log:
 
 
 def _featurizer(plan: Plan, frame, log: _Log):
-    """The featurization pipeline the service's ``featurization`` settings ask for."""
+    """The featurization the service's ``featurization`` settings ask for, as (pipeline, spec):
+    the spec is what the generated training script rebuilds the same pipeline from."""
     import pandas as pd
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder
-
-    runtime = _import_runtime()
-    DateTimeExpander, ForecastFeaturizer = runtime.DateTimeExpander, runtime.ForecastFeaturizer
 
     settings = plan.featurization or {}
     mode = (settings.get("mode") or "auto").lower()
@@ -506,14 +502,14 @@ def _featurizer(plan: Plan, frame, log: _Log):
         if (fs.get("targetLags") or {}).get("mode") == "Auto":
             lags = [1, 7]  # "auto": the simulation picks the previous period and the same period a week back
         window = (fs.get("targetRollingWindowSize") or {}).get("value")
-        horizon = int((fs.get("forecastHorizon") or {}).get("value") or 1)
-        features = ForecastFeaturizer(time_column=fs["timeColumnName"],
-                                      series_columns=tuple(fs.get("timeSeriesIdColumnNames") or ()),
-                                      target_column=plan.target, horizon=horizon, lags=tuple(int(k) for k in lags),
-                                      window=int(window) if window else None, frequency=fs.get("frequency") or "D")
-        return Pipeline([("features", features), ("impute", SimpleImputer(strategy=numeric_imputer,
-                                                                          keep_empty_features=True)),
-                         ("scale", MinMaxScaler(clip=True))])
+        spec = {"kind": "forecast", "settings": {
+            "time_column": fs["timeColumnName"], "series_columns": list(fs.get("timeSeriesIdColumnNames") or ()),
+            "horizon": int((fs.get("forecastHorizon") or {}).get("value") or 1), "lags": [int(k) for k in lags],
+            "window": int(window) if window else None, "frequency": fs.get("frequency") or "D",
+            "numeric_imputer": numeric_imputer,
+            "exclude": [plan.target] + ([plan.details["weightColumnName"]] if plan.details.get("weightColumnName")
+                                        else [])}}
+        return featurization.build_featurizer(spec, frame, frame[plan.target]), spec
 
     columns = [c for c in frame.columns if c != plan.target]
     if mode == "off":
@@ -521,15 +517,14 @@ def _featurizer(plan: Plan, frame, log: _Log):
         other = sorted(set(columns) - set(numeric))
         if other:
             raise ValueError(f"Featurization is off, so every feature must be numeric; these are not: {other}.")
-        return ColumnTransformer([("numeric", "passthrough", numeric)])
+        spec = {"kind": "passthrough", "settings": {"columns": numeric}}
+        return featurization.build_featurizer(spec, frame), spec
     kinds: dict[str, str] = {}
     for column in columns:
         series = frame[column]
         if column in purposes:
             kinds[column] = purposes[column]
-        elif pd.api.types.is_bool_dtype(series):
-            kinds[column] = "ignore" if series.nunique(dropna=True) <= 1 else "numeric"
-        elif pd.api.types.is_numeric_dtype(series):
+        elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
             kinds[column] = "ignore" if series.nunique(dropna=True) <= 1 else "numeric"
         elif pd.api.types.is_datetime64_any_dtype(series):
             kinds[column] = "datetime"
@@ -545,48 +540,16 @@ def _featurizer(plan: Plan, frame, log: _Log):
     dropped = [c for c, k in kinds.items() if k in ("ignore", "hashes")]
     if dropped:
         log(f"Featurization: dropped {dropped} (one value, or one value per row such as an ID).")
-    dates = [c for c, k in kinds.items() if k == "datetime"]
-    numeric = [c for c, k in kinds.items() if k == "numeric"]
     categorical = [c for c, k in kinds.items() if k == "categorical"]
+    encoder = "onehot" if "onehotencoder" not in blocked else "ordinal" if "labelencoder" not in blocked else None
+    if categorical and encoder is None:
+        log(f"Featurization: OneHotEncoder and LabelEncoder are blocked; categorical {categorical} dropped.")
     text = [c for c, k in kinds.items() if k == "text"]
-    parts = []
-    calendar = [f"{c}_{part}" for c in dates for part in runtime.CALENDAR_COLUMNS]
-    if numeric or calendar:
-        parts.append(("numeric", make_pipeline(runtime.AsFloat(),
-                                               SimpleImputer(strategy=numeric_imputer, keep_empty_features=True),
-                                               MinMaxScaler(clip=True)), numeric + calendar))
-    if categorical:
-        if "onehotencoder" not in blocked:
-            encoder = OneHotEncoder(handle_unknown="ignore", max_categories=50)
-        elif "labelencoder" not in blocked:
-            encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
-        else:
-            encoder = None
-            log(f"Featurization: OneHotEncoder and LabelEncoder are blocked; categorical {categorical} dropped.")
-        if encoder is not None:
-            parts.append(("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"), encoder),
-                          categorical))
-    for column in text:
-        if "tfidf" in blocked:
-            log(f"Featurization: TfIdf is blocked; text column {column!r} dropped.")
-            continue
-        parts.append((f"text_{column}", make_pipeline(runtime.TextColumn(), TfidfVectorizer(max_features=500)),
-                      [column]))
-    if not parts:
-        raise ValueError("No usable feature is left after featurization.")
-    transformer = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
-    if dates:
-        return Pipeline([("dates", DateTimeExpander(columns=tuple(dates))), ("columns", transformer)])
-    return transformer
-
-
-def _import_runtime():
-    """The model-side module, importable under its top-level name (it travels with models)."""
-    if str(RUNTIME_FOLDER) not in sys.path:
-        sys.path.insert(0, str(RUNTIME_FOLDER))
-    import labkit_automl_runtime
-
-    return labkit_automl_runtime
+    if text and "tfidf" in blocked:
+        log(f"Featurization: TfIdf is blocked; text columns {text} dropped.")
+    spec = {"kind": "tabular", "settings": {"kinds": kinds, "numeric_imputer": numeric_imputer,
+                                            "categorical_encoder": encoder, "tfidf": "tfidf" not in blocked}}
+    return featurization.build_featurizer(spec, frame), spec
 
 
 class _Folds:
@@ -686,8 +649,9 @@ class _Search:
 
     # -- children ------------------------------------------------------------------------------------
     def record_child(self, algorithm: str, config: dict, metrics: dict, failed: Optional[str] = None,
-                     preprocessor: str = "MinMaxScaler") -> dict:
-        """A child job and its MLflow run for one evaluated pipeline (trial or ensemble)."""
+                     preprocessor: str = "MinMaxScaler", learner: Optional[str] = None) -> dict:
+        """A child job and its MLflow run for one evaluated pipeline (trial or ensemble); its
+        parameters are the estimator's own (``learner``, FLAML's name for it, stays in here)."""
         from mlflow.tracking import MlflowClient
 
         from azure.ai.ml._restclient.arm_ml_service.models import JobBase
@@ -739,7 +703,7 @@ class _Search:
         job_state.write_runtime(self.workspace, child, start_time=now, end_time=now)
         if failed:
             (folder / "error.json").write_text(json.dumps({"message": failed}, indent=2))
-        entry = {"name": child, "algorithm": algorithm, "config": config, "metrics": metrics,
+        entry = {"name": child, "algorithm": algorithm, "learner": learner, "config": config, "metrics": metrics,
                  "score": score, "failed": failed, "artifacts": artifacts}
         self.children.append(entry)
         self.log(f"[{time.time() - self.started:6.1f}s] {child}: {algorithm:<22} {self.plan.metric}="
@@ -833,7 +797,7 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
         y_all = pd.to_numeric(y_raw, errors="raise").to_numpy(dtype=float)
         search.y_min, search.y_max = float(np.min(y_all)), float(np.max(y_all))
 
-    featurizer = _featurizer(plan, frame, log)
+    featurizer, search.featurization = _featurizer(plan, frame, log)
     algorithms, skipped = algorithms_to_try(plan.task, plan.training)
     if skipped:
         log(f"[simulated workspace] Not available in the simulation, skipped: {', '.join(skipped)} "
@@ -842,7 +806,7 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
         raise _UserError(f"None of the algorithms this job allows can run in the simulated workspace "
                          f"({', '.join(skipped)}). Allow at least one of: {', '.join(ALGORITHMS[plan.task])}.")
     if plan.task == "Forecasting":
-        keys = featurizer.named_steps["features"]._keys(frame).to_numpy()
+        keys = featurization.series_keys(frame, plan.forecasting.get("timeSeriesIdColumnNames")).to_numpy()
         search.series_ranges = {key: (float(np.min(y_all[keys == key])), float(np.max(y_all[keys == key])))
                                 for key in np.unique(keys)}
     split = (_forecast_split(plan, frame, validation_frame) if plan.task == "Forecasting"
@@ -856,9 +820,10 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
     # so one featurization of all the rows serves every rolling-origin fold without leaking the future.
     if plan.task == "Forecasting":
         X_fit, y_fit = featurizer.fit_transform(X_all, y_all), y_all
-        feature_names = list(featurizer.named_steps["features"].transform(X_all.head(1)).columns)
-        search.series_names = featurizer.named_steps["features"].series_
-        search.series_positions = [i for i, c in enumerate(feature_names) if c.startswith("series=")]
+        # The series' one-hot columns come first (see forecast_featurizer); one series has none.
+        first = featurizer.named_steps["columns"].transformers[0]
+        search.series_names = list(first[1].categories[0]) if first[0] == "series" else ["__single__"]
+        search.series_positions = list(range(len(search.series_names))) if first[0] == "series" else []
         if split["kind"] == "holdout":
             vf = split["validation_frame"]
             fit_args = {"X_val": featurizer.transform(vf.drop(columns=[plan.target])),
@@ -919,12 +884,11 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
         def _log_trial(self, search_state, estimator):  # called by FLAML after every trial
             super()._log_trial(search_state, estimator)
             scores = search_state.metric_for_logging if isinstance(search_state.metric_for_logging, dict) else {}
-            config = {k: v for k, v in (search_state.config or {}).items() if k != "FLAML_sample_size"}
-            config["flaml_learner"] = estimator
+            params = _hyperparameters(search_state)
             loss = search_state.val_loss
             failed = None if loss is not None and np.isfinite(loss) and scores else "the trial produced no score"
             previous_best = search.best["score"] if search.best else None
-            search.record_child(learner_names.get(estimator, estimator), config, scores, failed)
+            search.record_child(learner_names.get(estimator, estimator), params, scores, failed, learner=estimator)
             improved = search.best is not None and search.best["score"] != previous_best
             state["since_improvement"] = 0 if improved else state["since_improvement"] + 1
             if job_state.status_of(workspace, name) == "CancelRequested":
@@ -969,7 +933,7 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
             scores = classification_metrics(test_frame[plan.target].to_numpy(), pipeline.predict_proba(X_test),
                                             search.classes)
         elif plan.task == "Forecasting":
-            keys = featurizer.named_steps["features"]._keys(test_frame).to_numpy()
+            keys = featurization.series_keys(test_frame, plan.forecasting.get("timeSeriesIdColumnNames")).to_numpy()
             scores = forecasting_metrics(test_frame[plan.target], pipeline.predict(X_test), keys,
                                          search.series_ranges)
         else:
@@ -983,6 +947,14 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
         log(f"Test data: {plan.metric}={scores.get(plan.metric, float('nan')):.4f} (logged on {best['name']} "
             "as test_<metric>).")
     _finish_parent(search)
+
+
+def _hyperparameters(search_state) -> dict:
+    """A trial's hyperparameters as its estimator's constructor takes them (FLAML's own search
+    variables, such as ``log_max_bin``, become the library's parameters)."""
+    trained = getattr(search_state, "trained_estimator", None)
+    params = dict(getattr(trained, "params", None) or search_state.config or {})
+    return {key: value for key, value in params.items() if key not in ("FLAML_sample_size", "n_jobs", "task")}
 
 
 def _estimator_of(automl, learner: str):
@@ -1017,7 +989,7 @@ def _ensembles(search: _Search, automl, kinds, X_fit, y_fit, fit_args, max_trial
         if time.time() + estimate > deadline:
             search.log(f"{kind} skipped: about {estimate:.0f}s of training would pass the job's timeout.")
             continue
-        estimators = [(f"{i}_{learner}", clone(est)) for i, (learner, est) in enumerate(members)]
+        estimators = [(f"{i}_{name}", clone(est)) for i, (name, (_, est)) in enumerate(zip(names, members))]
         if kind == "VotingEnsemble":
             ensemble = (VotingClassifier(estimators, voting="soft") if plan.is_classification
                         else VotingRegressor(estimators))
@@ -1053,40 +1025,49 @@ def _final_pipeline(search: _Search, automl, featurizer, best: dict, X_all, y_al
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
-    runtime = _import_runtime()
     plan = search.plan
     ensembles = getattr(search, "ensemble_models", {})
     if best["name"] in ensembles:
         estimator = clone(ensembles[best["name"]])
     else:
         # The model FLAML kept for the best trial of this learner (the best child's configuration).
-        estimator = clone(_estimator_of(automl, best["config"]["flaml_learner"]))
+        estimator = clone(_estimator_of(automl, best["learner"]))
     steps = list(featurizer.steps) if hasattr(featurizer, "steps") else [("featurize", featurizer)]
     if plan.is_classification:
         y_fit = search.classes[y_all]
         standard = np.issubdtype(search.classes.dtype, np.integer) and np.array_equal(
             search.classes, np.arange(len(search.classes)))
-        if not standard:
-            estimator = runtime.EncodedLabelClassifier(estimator)
+        if not standard and type(estimator).__module__.startswith("xgboost"):
+            # XGBoost learns only the labels 0..k-1; scikit-learn's VotingClassifier encodes the
+            # data's labels for its members and answers in them, so one member wraps it.
+            from sklearn.ensemble import VotingClassifier
+
+            estimator = VotingClassifier([(best["algorithm"], estimator)], voting="soft")
     else:
         y_fit = y_all
     pipeline = Pipeline([(n, clone(s)) for n, s in steps] + [("model", estimator)])
     return pipeline.fit(X_all, y_fit)
 
 
-def _save_model(search: _Search, pipeline, best: dict, X_all) -> None:
-    """The best pipeline as an MLflow model in the best child's ``outputs/mlflow-model``."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+def _automl_image() -> str:
+    """The image Azure's AutoML trains in, as its MLmodel metadata names it (``azureml.base_image``)."""
+    from labkit.sim.curated import find_curated
 
-    target = Path(best["artifacts"]) / MODEL_FOLDER
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sample = X_all.head(100)
-    output = pipeline.predict(sample)
-    mlflow.sklearn.save_model(pipeline, str(target), signature=infer_signature(sample, output),
-                              code_paths=[str(RUNTIME_FOLDER / f"{RUNTIME_MODULE}.py")],
-                              input_example=sample.head(5), serialization_format="cloudpickle")
-    search.log(f"Saved the best model as an MLflow model: {best['name']} artifacts {MODEL_FOLDER}/.")
+    environment = find_curated(AUTOML_ENVIRONMENT)
+    return environment.image if environment else f"mcr.microsoft.com/azureml/curated/{AUTOML_IMAGE}:latest"
+
+
+def _save_model(search: _Search, pipeline, best: dict, X_all) -> None:
+    """The best child's ``outputs/``: the model, its environment, scoring files, generated
+    training code and the MLflow model, as Azure's AutoML writes them (``automl_runtime/outputs.py``)."""
+    plan = search.plan
+    weight = plan.details.get("weightColumnName")
+    outputs.write_best_child_outputs(
+        Path(best["artifacts"]) / "outputs", pipeline, X_all, child=best["name"], algorithm=best["algorithm"],
+        task=plan.task, spec=search.featurization, target=plan.target,
+        dropped=[plan.target] + ([weight] if weight else []), base_image=_automl_image(), log=search.log)
+    search.log(f"Saved the best model: {best['name']} artifacts outputs/ (model.pkl, scoring files, "
+               f"generated_code/, {MODEL_FOLDER}/).")
 
 
 def _finish_parent(search: _Search) -> None:
