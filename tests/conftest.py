@@ -78,3 +78,22 @@ def ml_client(sim_root):
     client = sim.connect(root=sim_root)
     yield client
     sim.deactivate()
+
+
+@pytest.fixture
+def finished_job():
+    """``finished_job(ml_client, name)``: the job once it has ended (polls as a learner's wait does)."""
+    import time
+
+    from labkit.sim import job_state
+
+    def wait(ml_client, name: str, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = ml_client.jobs.get(name)
+            if job.status in job_state.TERMINAL_STATUSES:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
+
+    return wait

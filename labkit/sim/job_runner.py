@@ -22,7 +22,7 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 
-from labkit.sim import job_state
+from labkit.sim import job_state, warm_worker
 from labkit.sim.job_state import Canceled
 from labkit.sim.storage import datastore_folder
 from labkit.sim.fs import local_path
@@ -215,10 +215,16 @@ def run(workspace: SimWorkspace, name: str) -> None:
                       f"in the Python that runs this job: {', '.join(missing)}. On Azure they would be in the "
                       "environment's image; here the job runs anyway and fails only if the script needs them.\n")
         command = _substitute(props["command"], values)
-        child = subprocess.Popen(["bash", "-c", command], cwd=code, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT)
-        job_state.write_runtime(workspace, name, command_pid=child.pid)
-        exit_code = child.wait()
+        argv = warm_worker.plain_python(command, env, code)
+        pid = warm_worker.run_script(argv, env, code, log_path) if argv else None
+        if pid is not None:  # the worker's warm twin runs the script (labkit.sim.warm_worker)
+            job_state.write_runtime(workspace, name, command_pid=pid)
+            exit_code = warm_worker.wait(pid)
+        else:
+            child = subprocess.Popen(["bash", "-c", command], cwd=code, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT)
+            job_state.write_runtime(workspace, name, command_pid=child.pid)
+            exit_code = child.wait()
 
     for folder_name in ("outputs", "logs"):
         produced = code / folder_name

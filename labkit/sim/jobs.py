@@ -12,9 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -32,7 +30,7 @@ from azure.ai.ml.operations._job_ops_helper import _incremental_print
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
 
-from labkit.sim import job_state
+from labkit.sim import job_state, warm_worker
 from labkit.sim._base import SimOperations, bad_request, conflict, done, not_found, pages, with_service_fields
 from labkit.sim.storage import DEFAULT_DATASTORE
 
@@ -47,8 +45,6 @@ OTHER_JOB_TYPES: dict[str, str] = {
     "RegressionJob": "labkit.sim.automl:submit",
     "ForecastingJob": "labkit.sim.automl:submit",
 }
-# Keeps a handle on each worker so it is reaped when it ends (no zombie processes).
-_workers: list[subprocess.Popen] = []
 
 
 class JobOperations(SimOperations, _SdkJobOperations):
@@ -172,13 +168,8 @@ class JobOperations(SimOperations, _SdkJobOperations):
     def _start_worker(self, name: str) -> None:
         folder = job_state.job_folder(self._workspace, name)
         (folder / "system_logs").mkdir(parents=True, exist_ok=True)
-        with open(folder / "system_logs" / "runner.txt", "ab") as log:
-            # A session of its own: the job outlives the notebook cell (and the kernel), as on Azure.
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "labkit.sim.job_runner", str(self._workspace.folder), name],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        _workers.append(worker)
-        threading.Thread(target=worker.wait, daemon=True).start()
+        # A session of its own: the job outlives the notebook cell (and the kernel), as on Azure.
+        warm_worker.start_job(self._workspace.folder, name, folder / "system_logs" / "runner.txt")
 
     # -- what the service resolves at submission -------------------------------------------------
     def _resolve_compute(self, compute_id: Optional[str], job) -> Optional[str]:

@@ -1,0 +1,119 @@
+"""Warm job workers (labkit/sim/warm_worker.py) give a job's script exactly what a cold
+``python script.py`` in ``bash -c`` gives it: argv, ``__file__``, ``sys.path[0]``, working
+folder, environment, exit status, traceback, MLflow run; and they fall back to bash for
+any command that is not a plain ``python script.py args``."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from azure.ai.ml import command
+
+from labkit.sim import job_state, warm_worker
+
+ENV = "AzureML-sklearn-1.5@latest"
+REPORT = r'''
+import json, os, sys
+import mlflow
+import numpy as np
+
+run_id = os.environ.get("MLFLOW_RUN_ID")  # MLflow takes it out of the environment once it resumes the run
+with mlflow.start_run():
+    mlflow.log_metric("answer", 42)
+print("REPORT " + json.dumps({
+    "argv": sys.argv, "file": __file__, "name": __name__, "path0": sys.path[0], "cwd": os.getcwd(),
+    "run": run_id, "setting": os.environ.get("SETTING"),
+    "random": float(np.random.rand()), "main_module_file": sys.modules["__main__"].__file__,
+}))
+if "--fail" in sys.argv:
+    raise ValueError("the script failed on purpose")
+sys.exit(int(os.environ.get("EXIT_CODE", "0")))
+'''
+
+
+@pytest.fixture
+def src(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "report.py").write_text(REPORT)
+    return folder
+
+
+def run(ml_client, finished_job, src, cmd, **kwargs):
+    job = ml_client.jobs.create_or_update(command(code=str(src), command=cmd, environment=ENV, **kwargs))
+    job = finished_job(ml_client, job.name)
+    log = (job_state.job_folder(ml_client._sim_workspace, job.name) / "user_logs" / "std_log.txt").read_text()
+    reports = [json.loads(line.removeprefix("REPORT ")) for line in log.splitlines() if line.startswith("REPORT ")]
+    return job, log, reports[0] if reports else None
+
+
+@pytest.fixture(params=["warm", "cold"])
+def mode(request, monkeypatch):
+    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1" if request.param == "warm" else "0")
+    return request.param
+
+
+def test_a_script_sees_what_python_script_py_gives_it(ml_client, finished_job, src, mode):
+    job, log, report = run(ml_client, finished_job, src, "python report.py --alpha 0.5",
+                           environment_variables={"SETTING": "from the job"})
+    assert job.status == "Completed", log
+    code = job_state.job_folder(ml_client._sim_workspace, job.name) / "code"
+    assert report["argv"] == ["report.py", "--alpha", "0.5"]
+    assert report["file"] == report["main_module_file"] == str(code / "report.py")
+    assert report["name"] == "__main__"
+    assert report["path0"] == report["cwd"] == str(code)
+    assert report["run"] == job.name and report["setting"] == "from the job"
+    from mlflow.tracking import MlflowClient
+
+    run_data = MlflowClient(ml_client.workspaces.get().mlflow_tracking_uri).get_run(job.name).data
+    assert run_data.metrics == {"answer": 42.0}
+
+
+def test_a_failing_script_fails_the_job_with_the_scripts_own_traceback(ml_client, finished_job, src, mode):
+    job, log, _ = run(ml_client, finished_job, src, "python report.py --fail")
+    assert job.status == "Failed"
+    traceback = log[log.index("Traceback (most recent call last):"):]
+    assert traceback.splitlines()[1].strip().startswith(f'File "{job_state.job_folder(ml_client._sim_workspace, job.name)}')
+    assert "warm_worker" not in traceback and "runpy" not in traceback
+    assert "ValueError: the script failed on purpose" in traceback
+
+
+def test_exit_codes_pass_through(ml_client, finished_job, src, mode):
+    job, log, _ = run(ml_client, finished_job, src, "python report.py", environment_variables={"EXIT_CODE": "3"})
+    assert job.status == "Failed"
+    assert "status code 3" in job_state.error_of(ml_client._sim_workspace, job.name)
+
+
+def test_warm_scripts_do_not_share_numpys_random_state(ml_client, finished_job, src, monkeypatch):
+    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
+    draws = {run(ml_client, finished_job, src, "python report.py")[2]["random"] for _ in range(2)}
+    assert len(draws) == 2
+
+
+def test_other_commands_run_in_bash(ml_client, finished_job, src, monkeypatch):
+    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
+    job, log, report = run(ml_client, finished_job, src, "echo first && python report.py --beta 1")
+    assert job.status == "Completed", log
+    assert log.index("first") < log.index("REPORT") and report["argv"] == ["report.py", "--beta", "1"]
+    # A job that changes a Python start-up variable runs in a fresh interpreter, which reads it.
+    job, log, report = run(ml_client, finished_job, src, "python report.py",
+                           environment_variables={"PYTHONPATH": str(src)})
+    assert job.status == "Completed", log
+    assert report["path0"] == str(job_state.job_folder(ml_client._sim_workspace, job.name) / "code")
+
+
+@pytest.mark.parametrize("cmd, plain", [
+    ("python train.py --lr 0.1 --data /tmp/x/y.csv", True),
+    ("python3 train.py", True),
+    ("python train.py > out.txt", False),
+    ("python train.py && echo done", False),
+    ("python train.py --name 'two words'", False),
+    ("python -m train", False),
+    ("python train.py --path $HOME", False),
+    ("bash run.sh", False),
+])
+def test_which_commands_are_plain_python(tmp_path, cmd, plain):
+    (tmp_path / "train.py").write_text("")
+    env = {**os.environ, "PATH": f"{os.path.dirname(os.sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    assert (warm_worker.plain_python(cmd, env, tmp_path) is not None) is plain
