@@ -12,7 +12,7 @@ export LABKIT_SIM_ROOT := $(CURDIR)/_build/sim-workspaces
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: book test labs lab bench serve lock clean
+.PHONY: book test test-fast labs lab bench serve lock clean
 
 # A changed lock rebuilds the environment from scratch, so it holds exactly what the lock says.
 $(INSTALLED): requirements.lock pyproject.toml
@@ -29,8 +29,14 @@ book: $(INSTALLED)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# Two pytest workers: the labs and the book build (one group, sharing each lab's execution)
+# on one, the unit tests on the other (tests/conftest.py).
 test: $(INSTALLED)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+# A developer's quick loop: everything but the lab executions and the book build.
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -n 2 -m "not lab and not book"
 
 # Run every lab (or one: make lab LAB=intro) through the lab runner, with its report.
 labs: $(INSTALLED)

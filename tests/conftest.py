@@ -80,6 +80,35 @@ def ml_client(sim_root):
     sim.deactivate()
 
 
+# --- labs: each executed once per session, shared by the lab tests and the book test ---------
+
+def pytest_collection_modifyitems(config, items):
+    """The lab and book tests share one session's lab executions: under pytest-xdist they go
+    to one worker together (``--dist loadgroup``), while the other worker takes the rest."""
+    for item in items:
+        if item.get_closest_marker("lab") or item.get_closest_marker("book"):
+            item.add_marker(pytest.mark.xdist_group("labs"))
+
+
+@pytest.fixture(scope="session")
+def lab_executions(request, tmp_path_factory):
+    """The labs this session's selected tests need (every lab for the book build), started
+    together in the background the first time a test asks for one."""
+    from lab_executions import LabExecutions, run_labs
+
+    every_lab = run_labs.discover(run_labs.ROOT / "labs")
+    items = request.session.items
+    if any(item.get_closest_marker("book") for item in items):
+        wanted = every_lab
+    else:
+        ids = {item.callspec.params["lab"].id for item in items
+               if item.get_closest_marker("lab") and hasattr(item, "callspec") and "lab" in item.callspec.params}
+        wanted = [lab for lab in every_lab if lab.id in ids]
+    executions = LabExecutions(wanted, tmp_path_factory.mktemp("labs"))
+    yield executions
+    executions.close()
+
+
 @pytest.fixture
 def finished_job():
     """``finished_job(ml_client, name)``: the job once it has ended (polls as a learner's wait does)."""

@@ -1,8 +1,11 @@
-"""The whole book builds, warning-free, with every lab executed on the simulated workspace.
+"""The whole book builds, warning-free, with every lab's executed output on its page.
 
 This is what a reader of the published site depends on, so it runs the same command as
 ``make book``, into a temporary folder so the developer's own ``_build`` is left alone.
-Slow (every lab runs); select or skip it with ``-m book`` / ``-m "not book"``.
+The labs are not executed a third time for it: the build's execution cache is filled
+from the lab runner's notebooks of this session (``lab_executions.py``), and the test
+checks that the build took every lab from there. ``make book`` itself executes every lab
+at its full-size defaults. Slow; select or skip it with ``-m book`` / ``-m "not book"``.
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from jupyter_cache import get_cache
+
+from lab_executions import run_labs, seed_execution_cache
 
 REPO = Path(__file__).resolve().parent.parent
 INTRO_LAB_PAGE = Path("labs/00-introduction/course-data.html")
@@ -55,7 +61,14 @@ def test_output_tags_only_counts_cell_outputs():
 
 
 @pytest.mark.book
-def test_book_builds_without_warnings(tmp_path):
+def test_book_builds_without_warnings(tmp_path, lab_executions):
+    cache_path = tmp_path / "_build" / ".jupyter_cache"
+    labs = run_labs.discover(run_labs.ROOT / "labs")
+    for lab in labs:
+        execution = lab_executions.get(lab)
+        assert execution.record["status"] == "passed", f"lab {lab.id} failed, see its own test"
+        seed_execution_cache(cache_path, lab, execution.notebook, execution.record["seconds"])
+
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     env = {
         **os.environ,
@@ -71,6 +84,9 @@ def test_book_builds_without_warnings(tmp_path):
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
+    # A lab the cache missed would have been executed by the build and cached beside ours.
+    assert len(get_cache(str(cache_path)).list_cache_records()) == len(labs), \
+        "the build executed a lab itself instead of taking the runner's outputs:\n" + log[-4000:]
 
     html = tmp_path / "_build" / "html"
     assert (html / "index.html").is_file()
