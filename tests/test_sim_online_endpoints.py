@@ -206,6 +206,17 @@ def test_aml_token_endpoint_serves_an_mlflow_model_without_code(ml_client, mlflo
     no_index = {"input_data": {"columns": ["x1", "x2"], "data": [[0.0, 0.0]]}}
     assert [round(v, 6) for v in requests.post(endpoint.scoring_uri, json=no_index,
                                                headers=bearer(token.access_token)).json()] == [1.0]
+    # Integers meet double columns: cast to the signature's types and scored, as Azure's MLflow
+    # scoring script does (the official online-endpoint lab sends integers to such a model).
+    integers = {"input_data": {"columns": ["x1", "x2"], "index": [0, 1], "data": [[1, 1], [2, 0]]}}
+    answer = requests.post(endpoint.scoring_uri, json=integers, headers=bearer(token.access_token))
+    assert answer.status_code == 200, answer.text
+    assert [round(v, 6) for v in answer.json()] == [6.0, 5.0]
+    # A value that cannot be cast, or a missing column, is the model's error: 424.
+    text = {"input_data": {"columns": ["x1", "x2"], "index": [0], "data": [["one", 1]]}}
+    assert requests.post(endpoint.scoring_uri, json=text, headers=bearer(token.access_token)).status_code == 424
+    missing = {"input_data": {"columns": ["x1"], "index": [0], "data": [[1.0]]}}
+    assert requests.post(endpoint.scoring_uri, json=missing, headers=bearer(token.access_token)).status_code == 424
     # Records orientation is not an input format of Azure ML online endpoints.
     records = {"input_data": [{"x1": 1.0, "x2": 1.0}]}
     assert requests.post(endpoint.scoring_uri, json=records, headers=bearer(token.access_token)).status_code == 424
@@ -217,6 +228,28 @@ def test_aml_token_endpoint_serves_an_mlflow_model_without_code(ml_client, mlflo
                                                                                request_file=str(request_file)))] == [6.0, 5.0]
     with pytest.raises(ValidationException):
         ml_client.online_endpoints.begin_regenerate_keys("ep-token")
+
+
+def test_the_deployment_log_names_the_versions_a_model_pins_that_differ(ml_client, mlflow_model):
+    import sklearn
+
+    # A model saved by an older scikit-learn, as its MLmodel and conda file record it.
+    mlmodel = mlflow_model / "MLmodel"
+    mlmodel.write_text(mlmodel.read_text().replace(f"sklearn_version: {sklearn.__version__}",
+                                                   "sklearn_version: 1.0.2"))
+    conda_file = mlflow_model / "conda.yaml"
+    conda_file.write_text(conda_file.read_text().replace(f"scikit-learn=={sklearn.__version__}",
+                                                         "scikit-learn==1.0.2"))
+    endpoint_with(ml_client, "ep-versions")
+    ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+        name="old", endpoint_name="ep-versions", instance_type=SIZE, instance_count=1,
+        model=Model(name="old-sklearn", path=str(mlflow_model), type="mlflow_model"))).result()
+    log = ml_client.online_deployments.get_logs("old", "ep-versions", lines=500).splitlines()
+    notes = [line for line in log if line.startswith("[simulated workspace]")]
+    assert notes and log[:len(notes)] == notes  # said first, before the server's own output
+    [versions] = [line for line in notes if "pins package versions" in line]
+    assert "Model old-sklearn:1" in versions
+    assert f"scikit-learn 1.0.2 (installed here: {sklearn.__version__})" in versions
 
 
 def test_single_file_model_lands_under_model_dir_by_its_file_name(ml_client, project):
