@@ -51,6 +51,8 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/bench_jobs.py
 	$(PY) benchmarks/bench_automl.py
 	$(PY) benchmarks/bench_online_endpoints.py
+	$(PY) benchmarks/bench_labs.py --suite
+	$(PY) benchmarks/results.py
 
 serve: $(INSTALLED)
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000

@@ -1,0 +1,134 @@
+"""Write ``benchmarks/RESULTS.md`` from what the benchmarks measured (``_build/benchmarks/*.json``).
+
+Each figure beside its baseline, measured side by side in the same run, and the budget of
+issue 12 it answers to; a benchmark that has not been run is named as missing, and a
+missed budget says so. ``make bench`` runs every benchmark, then this.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MEASURED = REPO / "_build" / "benchmarks"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+LAB_BUDGET_S, LAB_BUDGET_MB = 60, 1536
+JOB_OVERHEAD_BUDGET_S, SWEEP_BUDGET_RATIO, FRONT_DOOR_BUDGET_RATIO = 1.5, 1.5, 0.8
+
+
+def load(name: str):
+    path = MEASURED / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "within budget" if ok else "**over budget**"
+
+
+def spread(s: dict) -> str:
+    return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}, n={s['n']})"
+
+
+def machine() -> list[str]:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [f"- {os.cpu_count()} cores, {memory:.0f} GiB memory, Python {platform.python_version()} "
+            f"({platform.machine()}, {platform.system()})",
+            f"- written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `_build/benchmarks/`"]
+
+
+def labs_section(labs) -> list[str]:
+    if labs is None:
+        return ["Not measured (`benchmarks/bench_labs.py`)."]
+    lines = ["| lab | s, 1 worker | peak MB | s, 2 workers | budget (60 s, 1.5 GB) |", "|---|---|---|---|---|"]
+    for one, two in zip(labs["labs_1_workers"]["labs"], labs["labs_2_workers"]["labs"]):
+        ok = (one["seconds"] or 1e9) < LAB_BUDGET_S and (one["peak_mb"] or 1e9) < LAB_BUDGET_MB
+        lines.append(f"| {one['id']} | {one['seconds']} | {one['peak_mb']} | {two['seconds']} | {verdict(ok)} |")
+    lines += ["", f"All labs: {labs['labs_1_workers']['wall_s']:.0f} s serially, "
+                  f"{labs['labs_2_workers']['wall_s']:.0f} s with 2 workers.", ""]
+    for label, budget, name in (("book_cold", 600, "`make book`, cold"), ("book_warm", 30, "`make book`, nothing changed"),
+                                ("make_test", 15 * 60, "`make test`")):
+        if label in labs:
+            run = labs[label]
+            lines.append(f"- {name}: {run['wall_s']:.0f} s, exit {run['exit']} (budget {budget} s: "
+                         f"{verdict(run['wall_s'] < budget and run['exit'] == 0)})")
+        else:
+            lines.append(f"- {name}: not measured")
+    peaks_note = ("Peak memory is the runner's: the largest of the kernel's own peak and the summed resident "
+                  "memory of its process tree, which counts pages that forked workers share more than once.")
+    return lines + ["", peaks_note]
+
+
+def jobs_section(jobs) -> list[str]:
+    if jobs is None:
+        return ["Not measured (`benchmarks/bench_jobs.py`)."]
+    lines = ["Submit to Completed, seconds: median (min-max, n).", "",
+             "| script | warm workers | cold workers | python directly | warm overhead | budget (1.5 s) |",
+             "|---|---|---|---|---|---|"]
+    for r in jobs["overhead"]:
+        overhead = r["warm_s"]["median"] - r["direct_s"]["median"]
+        lines.append(f"| {r['measurement']} | {spread(r['warm_s'])} | {spread(r['cold_s'])} | {spread(r['direct_s'])} "
+                     f"| {overhead:.2f} | {verdict(overhead < JOB_OVERHEAD_BUDGET_S)} |")
+    lines += ["", "| sweep, trials x concurrency | warm | cold | ideal N/c x one trial | warm / ideal | budget (1.5x) |",
+              "|---|---|---|---|---|---|"]
+    for r in jobs["sweeps"]:
+        ratio = r["warm_s"]["median"] / r["ideal_s"]
+        lines.append(f"| {r['trials']} x {r['concurrency']} | {spread(r['warm_s'])} | {spread(r['cold_s'])} "
+                     f"| {r['ideal_s']:.2f} | {ratio:.2f} | {verdict(ratio < SWEEP_BUDGET_RATIO)} |")
+    return lines
+
+
+def endpoints_section(endpoints) -> list[str]:
+    if endpoints is None:
+        return ["Not measured (`benchmarks/bench_online_endpoints.py`)."]
+    by = {(r["path"], r["client_threads"]): r for r in endpoints["runs"]}
+    lines = ["| clients | front door req/s | server alone req/s | ratio | p50 ms (door / alone) | budget (0.8x) |",
+             "|---|---|---|---|---|---|"]
+    for threads in sorted({t for _, t in by}):
+        door, alone = by[("through the endpoint's front door", threads)], by[("inference server directly", threads)]
+        ratio = door["requests_per_second"] / alone["requests_per_second"]
+        lines.append(f"| {threads} | {door['requests_per_second']} | {alone['requests_per_second']} | {ratio:.2f} "
+                     f"| {door['p50_ms']} / {alone['p50_ms']} | {verdict(ratio >= FRONT_DOOR_BUDGET_RATIO)} |")
+    return lines
+
+
+def assets_section(assets) -> list[str]:
+    if assets is None:
+        return ["Not measured (`benchmarks/bench_sim_assets.py`)."]
+    lines = ["| measurement | simulated s | baseline s | ratio |", "|---|---|---|---|"]
+    lines += [f"| {r['measurement']} | {r['simulated_s']:.4f} | {r['baseline_s']:.4f} | {r['ratio']:.2f} |" for r in assets]
+    return lines
+
+
+def automl_section(automl) -> list[str]:
+    if automl is None:
+        return ["Not measured (`benchmarks/bench_automl.py`)."]
+    lines = [f"One budget of {automl['budget_minutes']} min each.", "",
+             "| data | approach | metric | held out |", "|---|---|---|---|"]
+    lines += [f"| {r['data']} | {r['approach']} | {r['metric']} | {r['held_out']:.4f} |" for r in automl["rows"]]
+    lab = automl["lab_sized_run"]
+    return lines + ["", f"Lab-sized run: {lab['status']}, {lab['children']} children, {lab['wall_s']:.1f} s."]
+
+
+def main() -> None:
+    sections = [
+        ("Machine", machine()),
+        ("Labs, the book and the suite", labs_section(load("labs"))),
+        ("Jobs and sweeps", jobs_section(load("jobs"))),
+        ("Online endpoint front door (loopback)", endpoints_section(load("online_endpoints"))),
+        ("Assets and imports", assets_section(load("sim_assets"))),
+        ("Automated ML quality", automl_section(load("automl"))),
+    ]
+    text = ["# Benchmark results", "",
+            "Written by `benchmarks/results.py` after `make bench`; every figure beside the baseline it was "
+            "measured against in the same run. Budgets are those of issue 12; none is asserted in a test.", ""]
+    for title, lines in sections:
+        text += [f"## {title}", "", *lines, ""]
+    RESULTS.write_text("\n".join(text))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
