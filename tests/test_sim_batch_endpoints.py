@@ -211,6 +211,7 @@ def test_model_deployments_score_folders_with_thresholds_retries_and_the_default
 
 def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml_client, workspace, tmp_path):
     import mlflow.sklearn
+    import sklearn
     from mlflow.models import infer_signature
     from sklearn.linear_model import LinearRegression
 
@@ -218,6 +219,9 @@ def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml
     regression = LinearRegression().fit(train, 2 * train["x"] + 1)
     mlflow.sklearn.save_model(regression, tmp_path / "mlflow-model",
                               signature=infer_signature(train, regression.predict(train)))
+    # As if saved by an older scikit-learn: the job's log says so before it scores.
+    mlmodel = tmp_path / "mlflow-model" / "MLmodel"
+    mlmodel.write_text(mlmodel.read_text().replace(f"sklearn_version: {sklearn.__version__}", "sklearn_version: 1.0.2"))
     model = ml_client.models.create_or_update(Model(name="doubler", path=tmp_path / "mlflow-model",
                                                     type=AssetTypes.MLFLOW_MODEL))
     ml_client.batch_endpoints.begin_create_or_update(BatchEndpoint(name="doubler-batch")).result()
@@ -250,12 +254,17 @@ def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml
     assert statuses == {mlflow_job.name: "Completed", pipeline_job.name: "Completed"}
 
     # One row per input row: its index in its file, the model's prediction, the file's name.
+    # The files hold integers; the signature says double: read with the signature's types.
     lines = predictions(ml_client, mlflow_job.name, tmp_path)
     table = pd.DataFrame([line.split(",") for line in lines], columns=["row", "prediction", "file"])
     assert len(table) == 10 and set(table["file"]) == {f"part-{i}.csv" for i in range(5)}
     first_file = table[table["file"] == "part-3.csv"].sort_values("row")
     assert first_file["row"].tolist() == ["0", "1"]
     assert [round(float(p), 6) for p in first_file["prediction"]] == [7.0, 3.0]
+    step_logs = tmp_path / "mlflow-step-logs"
+    ml_client.jobs.download(scoring_child(ml_client, mlflow_job.name).name, download_path=step_logs)
+    log = (step_logs / "artifacts" / "user_logs" / "std_log.txt").read_text()
+    assert "pins package versions" in log and f"scikit-learn 1.0.2 (installed here: {sklearn.__version__})" in log
 
     # The pipeline component ran as a pipeline job of its steps, listed by its endpoint.
     job = ml_client.jobs.get(pipeline_job.name)
@@ -306,3 +315,52 @@ def test_refusals(ml_client, workspace, tmp_path):
     with pytest.raises(ResourceNotFoundError):
         deployments.get("real", endpoint_name="summer-batch")
     assert [e.name for e in endpoints.list()] == []
+
+
+HELLO_PIPELINE = textwrap.dedent("""
+    $schema: https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json
+    name: hello_batch
+    display_name: Hello Batch component
+    version: 2
+    type: pipeline
+    jobs:
+      main_job:
+        type: command
+        component:
+          is_deterministic: false
+          code: src
+          environment: azureml:AzureML-sklearn-1.5@latest
+          command: >-
+            python hello.py
+""")
+
+
+def test_a_pipeline_component_from_yaml_registers_versions_and_is_deployed(ml_client, workspace, tmp_path):
+    from azure.ai.ml import load_component
+
+    (tmp_path / "hello" / "src").mkdir(parents=True)
+    (tmp_path / "hello" / "src" / "hello.py").write_text('print("hello world!")\n')
+    (tmp_path / "hello" / "hello.yml").write_text(HELLO_PIPELINE)
+    hello_batch = load_component(source=str(tmp_path / "hello" / "hello.yml"))
+    registered = ml_client.components.create_or_update(hello_batch)
+    assert (registered.type, registered.name, registered.version) == ("pipeline", "hello_batch", "2")
+    assert ml_client.components.get("hello_batch", version="2").jobs["main_job"].type == "command"
+    assert ml_client.components.create_or_update(load_component(source=str(tmp_path / "hello" / "hello.yml"))
+                                                 ).version == "2"  # the same definition again: unchanged
+    changed = load_component(source=str(tmp_path / "hello" / "hello.yml"))
+    changed.jobs["main_job"].component.command = "python hello.py --loud"
+    with pytest.raises(HttpResponseError, match="cannot be changed") as refused:
+        ml_client.components.create_or_update(changed)
+    assert refused.value.status_code == 400
+
+    # Deployed as the hello-batch example does: the loaded component, its registered version used.
+    ml_client.batch_endpoints.begin_create_or_update(BatchEndpoint(name="hello-batch")).result()
+    deployment = ml_client.batch_deployments.begin_create_or_update(PipelineComponentBatchDeployment(
+        name="hello-batch-dpl", endpoint_name="hello-batch", component=hello_batch,
+        settings={"continue_on_step_failure": False, "default_compute": "batch-cluster"})).result()
+    assert deployment.component.endswith("/components/hello_batch/versions/2")
+    job = ml_client.batch_endpoints.invoke(endpoint_name="hello-batch")
+    assert wait(ml_client, [job.name]) == {job.name: "Completed"}
+    [step] = list(ml_client.jobs.list(parent_job_name=job.name))
+    ml_client.jobs.download(step.name, download_path=tmp_path / "hello-logs")
+    assert "hello world!" in (tmp_path / "hello-logs" / "artifacts" / "user_logs" / "std_log.txt").read_text()

@@ -37,6 +37,7 @@ from azure.ai.ml.entities import BatchDeployment, PipelineComponent
 from azure.ai.ml.entities._deployment.pipeline_component_batch_deployment import PipelineComponentBatchDeployment
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import BatchDeploymentOperations as _SdkBatchDeploymentOperations
+from azure.core.exceptions import ResourceNotFoundError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
@@ -257,31 +258,18 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
                 error_category=ErrorCategory.USER_ERROR, error_type=ValidationErrorType.INVALID_VALUE)
 
     def _register_pipeline_component(self, component: PipelineComponent) -> str:
-        """Register a pipeline component: its steps' components first (inline ones as anonymous
-        components, as a pipeline job's are), then the pipeline component, whose steps name them by id."""
-        from labkit.sim.pipeline import _component_id
-        from labkit.sim.jobs import JobOperations
-
-        jobs = JobOperations(self._workspace, root=self._root, scope=self._scope)
-        for step_name, node in component.jobs.items():
-            if type(node).__name__ != "Command":
-                raise NotImplementedError(f"Step '{step_name}' is a {type(node).__name__} step; the simulated workspace "
-                                          "runs pipelines of command steps.")
-            node._component = _component_id(jobs, step_name, node._component)
+        """As the SDK's batch deployment operations do: the component's registered version if there
+        is one (``components.get(name, version)``), else the component registered now (its steps'
+        components first, by ``components.create_or_update``)."""
+        components = self._group("_components")
         name = component.name
-        if not name or name == ANONYMOUS_COMPONENT_NAME:
-            name = component.display_name or "batch_pipeline"
-        name = re.sub(r"[^a-z0-9_]", "_", name.lower())
-        component.name = name
-        rest = component._to_rest_object()
-        payload = rest.as_dict()
-        with self._store.transaction() as db:
-            version = str(component.version) if component.version and not component._is_anonymous else None
-            version = version or self._store.next_version(db, COMPONENT_KIND, name)
-            payload["properties"]["componentSpec"]["version"] = version
-            payload["properties"]["isAnonymous"] = False
-            self._store.put(db, COMPONENT_KIND, name, version, type(rest)(payload))
-        return self._workspace.child_id("components", name, version)
+        if not name or name == ANONYMOUS_COMPONENT_NAME:  # an unnamed pipeline: named after its display name
+            component.name = re.sub(r"[^a-z0-9_]", "_", (component.display_name or "batch_pipeline").lower())
+        try:
+            return components.get(component.name, version=component.version).id
+        except ResourceNotFoundError:
+            component._is_anonymous = False
+            return components.create_or_update(component).id
 
     def _pipeline_component_row(self, reference: str):
         body = reference.removeprefix("azureml:")

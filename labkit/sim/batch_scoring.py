@@ -48,7 +48,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from labkit.sim import job_state
+from labkit.sim import conda, job_state
 from labkit.sim.batch_endpoints import INPUT_NAME, OUTPUT_NAME, SCORING_STEP, SETTINGS_PROPERTY
 from labkit.sim.fs import local_path
 from labkit.sim.store import utc_now
@@ -450,6 +450,12 @@ def run(workspace, name: str) -> None:
             shutil.copytree(local_path(code_row.payload["properties"]["codeUri"]), code_dir, dirs_exist_ok=True)
         model_dir = _place_model(workspace, settings["model"], folder)
         log(f"model {settings['model'].rsplit('/models/', 1)[-1]} placed at {model_dir}")
+        # How this Python differs from what Azure would install, before anything can fail.
+        model_label = settings["model"].rsplit("/models/", 1)[-1].replace("/versions/", ":")
+        for line in conda.deployment_notes(workspace, settings["environment"], model_label, model_dir,
+                                           "runs this batch scoring"):
+            log(line)
+            log_parent(line)
         source = Path(_input_path(workspace, folder, INPUT_NAME, props["inputs"][INPUT_NAME]))
         output = Path(local_path(props["outputs"][OUTPUT_NAME]["uri"]))
         output.mkdir(parents=True, exist_ok=True)

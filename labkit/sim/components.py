@@ -11,6 +11,8 @@ What the service does with a component, and the simulation with it:
 - a version never changes: sending it again with a different command, inputs, outputs, code
   or environment is refused; description, display name and tags may change.
 
+A pipeline component (``type: pipeline`` YAML, or a ``@dsl.pipeline`` function) registers its
+steps' components first and is versioned as any component; its steps are command steps.
 Pipeline steps defined inline arrive as anonymous components (``azureml_anonymous``, versioned
 by the hash of their definition), registered when the pipeline job is submitted; they are
 not listed.
@@ -79,10 +81,7 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
         if isinstance(component, types.FunctionType):
             component = _refine_component(component)
         if isinstance(component, PipelineComponent):
-            raise NotImplementedError(
-                "Pipeline components are not simulated yet: pipelines arrive with the jobs part of the "
-                "simulation. Register the command components they use, and build the pipeline with "
-                "dsl.pipeline once jobs are simulated.")
+            return self._create_pipeline_component(component, version, skip_validation)
         if not isinstance(component, CommandComponent):
             raise NotImplementedError(
                 f"{type(component).__name__} is not simulated yet; the simulated workspace registers "
@@ -105,6 +104,26 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
             # An anonymous component (a pipeline step defined inline) is named by the hash of its
             # definition, taken once its code is the content-addressed code asset: new code, new version.
             name, version = component._get_rest_name_version()
+        return self._store_version(component, name, version)
+
+    def _create_pipeline_component(self, component: PipelineComponent, version: Optional[str],
+                                   skip_validation: bool) -> Component:
+        """A pipeline component (``type: pipeline`` YAML or a ``@dsl.pipeline`` function), as the SDK
+        sends it: each step's component registered first (an inline one as an anonymous component)
+        and named by id, then the pipeline component, versioned as any component."""
+        from labkit.sim.pipeline import _component_id
+
+        if version is not None:
+            component.version = version
+        if not skip_validation:
+            component._validate(raise_error=True)
+        for step_name, node in component.jobs.items():
+            if type(node).__name__ != "Command":
+                raise NotImplementedError(f"Step '{step_name}' is a {type(node).__name__} step; the simulated "
+                                          "workspace runs pipelines of command steps.")
+            node._component = _component_id(self, step_name, node._component)
+        name, version = component._get_rest_name_version()
+        self._check_name_and_version(name, version)
         return self._store_version(component, name, version)
 
     def _store_version(self, component: Component, name: str, version: str | None) -> Component:

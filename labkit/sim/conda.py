@@ -65,3 +65,108 @@ def python_version(spec: dict) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+# -- how this Python differs from what a specification asks for ----------------------------------
+# MLflow flavors record the version of the library that saved the model in the MLmodel file.
+FLAVOR_LIBRARY_VERSIONS = {"sklearn": ("sklearn_version", "scikit-learn"), "xgboost": ("xgb_version", "xgboost"),
+                           "lightgbm": ("lgb_version", "lightgbm")}
+NOT_A_LIBRARY = {"python", "pip"}
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution a pip or conda requirement names (``scikit-learn==1.5.2`` -> ``scikit-learn``)."""
+    return re.split(r"[\s=<>~!\[;]", requirement.strip(), maxsplit=1)[0]
+
+
+def pinned_version(requirement: str) -> str | None:
+    """The version a requirement pins exactly (pip ``==``, conda ``=`` or ``==``), else None."""
+    match = re.match(r"^[^=<>~!\s\[;]+(?:\[[^\]]*\])?\s*==?\s*([0-9][^\s,;=*]*)\s*$", requirement.strip())
+    return match.group(1) if match else None
+
+
+def _same_version(pinned: str, installed: str, exact: bool) -> bool:
+    if not exact:  # conda's "name=1.5" means any 1.5.x
+        return installed == pinned or installed.startswith(pinned + ".")
+    try:
+        from packaging.version import Version
+
+        return Version(pinned) == Version(installed)
+    except Exception:  # a version packaging cannot read: compare the text
+        return pinned == installed
+
+
+def unmet_requirements(requirements: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """(the requirements not installed in this Python, and ``(package, pinned, installed)`` for
+    each exact pin this Python has at another version)."""
+    from importlib import metadata
+
+    missing, different = [], []
+    for requirement in requirements:
+        name = requirement_name(requirement)
+        if not name or name.lower() in NOT_A_LIBRARY:
+            continue
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(requirement)
+            continue
+        pinned = pinned_version(requirement)
+        if pinned and not _same_version(pinned, installed, exact="==" in requirement):
+            different.append((name, pinned, installed))
+    return missing, different
+
+
+def mlflow_model_requirements(model_dir) -> tuple[str, list[str]] | None:
+    """(the MLmodel file's folder, the packages the model asks for: its conda file's, and the
+    library versions its flavors record) for the MLflow model under ``model_dir``, else None."""
+    from pathlib import Path
+
+    root = Path(model_dir)
+    found = [root / "MLmodel"] if (root / "MLmodel").is_file() else sorted(root.rglob("MLmodel"))
+    if not found:
+        return None
+    mlmodel = yaml.safe_load(found[0].read_text()) or {}
+    flavors = mlmodel.get("flavors") or {}
+    env = (flavors.get("python_function") or {}).get("env")
+    conda_file = env.get("conda") if isinstance(env, dict) else env
+    requirements: list[str] = []
+    if conda_file and (found[0].parent / conda_file).is_file():
+        spec = yaml.safe_load((found[0].parent / conda_file).read_text()) or {}
+        requirements = conda_packages(spec) + pip_packages(spec)
+    for flavor, (key, package) in FLAVOR_LIBRARY_VERSIONS.items():
+        version = (flavors.get(flavor) or {}).get(key)
+        if version and f"{package}=={version}" not in requirements:  # the version that saved the model
+            requirements.append(f"{package}=={version}")
+    return str(found[0].parent), requirements
+
+
+def differences_note(subject: str, requirements: list[str], runs: str) -> list[str]:
+    """Log lines saying how this Python differs from what ``subject`` asks for, in the words a
+    job's log uses for missing packages (``job_runner``), with the versions that differ."""
+    missing, different = unmet_requirements(requirements)
+    lines = []
+    if missing:
+        lines.append(f"[simulated workspace] {subject} asks for packages that are not installed in the Python "
+                     f"that {runs}: {', '.join(missing)}. On Azure they would be in the image; here it runs "
+                     "anyway and fails only if the code needs them.")
+    if different:
+        versions = ", ".join(f"{name} {pinned} (installed here: {installed})" for name, pinned, installed in different)
+        lines.append(f"[simulated workspace] {subject} pins package versions other than the ones installed in the "
+                     f"Python that {runs}: {versions}. On Azure the image would have the pinned versions; here the "
+                     "installed ones are used, so a model saved with another version may fail to load or predict "
+                     "differently.")
+    return lines
+
+
+def deployment_notes(workspace, environment_id: str | None, model: str | None, model_dir, runs: str) -> list[str]:
+    """What a deployment's log says first: how this Python differs from its environment (if it
+    names one) and from the MLflow model it serves (the model's conda file and flavors)."""
+    lines = []
+    if environment_id and ENVIRONMENT_VERSION_ID.search(environment_id):
+        environment, spec = specification_of_version(workspace, environment_id)
+        lines += differences_note(f"Environment {environment}", conda_packages(spec) + pip_packages(spec), runs)
+    found = mlflow_model_requirements(model_dir) if model_dir else None
+    if found:
+        lines += differences_note(f"Model {model}", found[1], runs)
+    return lines

@@ -40,6 +40,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller, NoPolling
 
+from labkit.sim import conda
 from labkit.sim import online_runtime as runtime
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, service_error, with_service_fields
@@ -282,7 +283,18 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
                                  "WORKSPACE_NAME": self._workspace.name},
             "ready_timeout_s": ready_s,
         }
+        # How this Python differs from what Azure would install, first in every instance's log.
+        notes = conda.deployment_notes(self._workspace, props.get("environmentId"),
+                                       self._model_label(props.get("model")), model_dir, "serves this deployment")
+        for index in range(spec["instance_count"]):
+            (folder / "logs" / f"instance-{index}.log").write_text("".join(f"{line}\n" for line in notes))
         runtime.start_instances(folder, spec)
+
+    def _model_label(self, model_id: str | None) -> str | None:
+        if not model_id:
+            return None
+        row = self._model_row(model_id)
+        return f"{row.name}:{row.version}"
 
     def _place_model(self, model_id: str, folder: Path, log: list[str]) -> Path:
         row = self._model_row(model_id)
