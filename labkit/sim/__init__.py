@@ -48,6 +48,31 @@ class _Activation:
 
 
 _saved: dict | None = None
+# The tracking URI the simulation made MLflow's default (see use_workspace_tracking_uri).
+_default_tracking_uri: str | None = None
+
+
+def use_workspace_tracking_uri(workspace) -> None:
+    """Make ``workspace`` MLflow's default tracking (and so registry) URI, as on a compute instance.
+
+    On an Azure ML compute instance ``import mlflow; mlflow.search_experiments()`` already talks to
+    the workspace, with no ``set_tracking_uri`` ("Configure MLflow for Azure Machine Learning":
+    compute instances come configured for the workspace). A URI the learner chose wins: the
+    ``MLFLOW_TRACKING_URI`` variable, which ``mlflow.set_tracking_uri`` also sets, when it holds
+    anything other than what the simulation put there.
+    """
+    global _default_tracking_uri
+    current = os.environ.get("MLFLOW_TRACKING_URI")
+    if current and current != _default_tracking_uri:
+        return
+    _default_tracking_uri = os.environ["MLFLOW_TRACKING_URI"] = workspace.mlflow_tracking_uri
+
+
+def _forget_workspace_tracking_uri() -> None:
+    global _default_tracking_uri
+    if _default_tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") == _default_tracking_uri:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    _default_tracking_uri = None
 
 
 def _new_client(cls, *args, **kwargs):
@@ -101,7 +126,16 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
     }
     MLClient.__new__ = _new_client
     MLClient.from_config = classmethod(simulated_from_config)
+    _use_configured_workspace_for_mlflow()
     return _Activation()
+
+
+def _use_configured_workspace_for_mlflow() -> None:
+    """With a ``config.json`` in reach, the notebook is "on a compute instance" of that workspace."""
+    from labkit.workspace_config import find_config
+
+    if find_config(None, None):
+        use_workspace_tracking_uri(config.open_workspace(config.resolve_root(), *config.names_from_config(None, None)))
 
 
 def deactivate() -> None:
@@ -119,6 +153,7 @@ def deactivate() -> None:
     online_runtime.stop_all()  # online endpoints' servers this process started or found
     credentials.restore(_saved["credentials"])
     fs.unregister(_saved["fs"])
+    _forget_workspace_tracking_uri()
     config.active_root = None
     _saved = None
 

@@ -76,6 +76,9 @@ class SimMLClient(MLClient):
         if workspace_name:
             self._sim_workspace = config.open_workspace(
                 self._sim_root, self.subscription_id, self.resource_group_name, workspace_name)
+            from labkit.sim import use_workspace_tracking_uri
+
+            use_workspace_tracking_uri(self._sim_workspace)
         self._replace_operation_groups()
 
     def _replace_operation_groups(self) -> None:

@@ -76,6 +76,17 @@ def read_mlflow_flavors(folder: Path) -> dict[str, dict[str, str]]:
     }
 
 
+def model_files(workspace, model_uri: str) -> Path:
+    """The local file or folder a model's path (a datastore or job output URI) stands for."""
+    if JOB_OUTPUT_URI.match(model_uri):
+        from labkit.sim.job_state import job_output_uri
+
+        model_uri = job_output_uri(workspace, model_uri)
+    match = LONG_DATASTORE_URI.match(model_uri)
+    datastore, prefix = (match["datastore"], match["path"]) if match else get_ds_name_and_path_prefix(model_uri)
+    return datastore_folder(workspace, datastore) / prefix.rstrip("/")
+
+
 class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
     kind = "model"
     collection = "models"
@@ -97,19 +108,13 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
         """Copy the model's files to ``<download_path>/<name>/``, as the SDK lays them out:
         a file model as ``<name>/<file>``, a folder model as ``<name>/<folder>/...``."""
         model_uri = str(self.get(name=name, version=version).path)
-        if JOB_OUTPUT_URI.match(model_uri):
-            from labkit.sim.job_state import job_output_uri
-
-            model_uri = job_output_uri(self._workspace, model_uri)
-        elif MLFLOW_RUN_URI.match(model_uri):
+        if MLFLOW_RUN_URI.match(model_uri):
             raise NotImplementedError(
                 f"Model {name}:{version} points at an MLflow run URI ({model_uri}); download it with "
                 "mlflow.artifacts.download_artifacts instead.")
-        datastore, prefix = get_ds_name_and_path_prefix(model_uri)
-        source = datastore_folder(self._workspace, datastore) / prefix.rstrip("/")
+        source = model_files(self._workspace, model_uri)
         if not source.exists():
-            raise not_found(f"The files of model {name}:{version} ({model_uri}) were not found in datastore "
-                            f"'{datastore}'.")
+            raise not_found(f"The files of model {name}:{version} ({model_uri}) were not found.")
         destination = Path(download_path, name)
         if source.is_dir():
             shutil.copytree(source, destination / source.name, dirs_exist_ok=True)
@@ -119,6 +124,11 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
 
     # -- writing --------------------------------------------------------------------------
     def create_or_update(self, model: Model) -> Model:  # type: ignore[override]
+        return self._create(model)
+
+    def _create(self, model: Model, job_name: str | None = None) -> Model:
+        """Register ``model``; ``job_name``: the job (MLflow run) it came from, when its path does
+        not say (a model MLflow registers from a run's artifacts)."""
         self._check_name_and_version(model.name, model.version)
         if model.type not in MODEL_TYPES:
             raise invalid(f"Model type {model.type!r} is not supported: use one of {', '.join(MODEL_TYPES)}.",
@@ -141,7 +151,7 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
         validate_ml_flow_folder(str(model.path), model.type)
         if flavors is None and model.type == AssetTypes.MLFLOW_MODEL:
             flavors = self._flavors_in_workspace(str(model.path))
-        return self._store_version(model, flavors)
+        return self._store_version(model, flavors, job_name)
 
     def _flavors_in_workspace(self, uri: str) -> dict | None:
         """Flavors of an MLflow model already in one of this workspace's datastores."""
@@ -156,12 +166,11 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
                 # Kept as given, as before jobs were simulated (tests/test_sim_models.py relies on it);
                 # the service would refuse a job output that does not exist.
                 return None
-        match = LONG_DATASTORE_URI.match(uri)
-        if not match:
+        if not LONG_DATASTORE_URI.match(uri):
             return None  # storage outside the simulation
-        return read_mlflow_flavors(datastore_folder(self._workspace, match["datastore"]) / match["path"].rstrip("/"))
+        return read_mlflow_flavors(model_files(self._workspace, uri))
 
-    def _store_version(self, model: Model, flavors: dict | None) -> Model:
+    def _store_version(self, model: Model, flavors: dict | None, job_name: str | None = None) -> Model:
         rest = model._to_rest_object()
         payload = rest.as_dict()
         props = payload["properties"]
@@ -170,8 +179,8 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
         # The service always returns a flavors map (empty for a custom model); the SDK relies on it.
         props["flavors"] = props.get("flavors") or {}
         job = JOB_OUTPUT_URI.match(props["modelUri"]) or MLFLOW_RUN_URI.match(props["modelUri"])
-        if job:
-            props["jobName"] = job["job"]
+        if job or job_name:
+            props["jobName"] = job["job"] if job else job_name
         with self._store.transaction() as db:
             version = str(model.version) if model.version else self._store.next_version(db, self.kind, model.name)
             old = db.execute("SELECT payload FROM resources WHERE kind=? AND name=? AND version=?",

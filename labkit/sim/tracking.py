@@ -10,11 +10,16 @@ Run artifacts live where Azure keeps them, in the workspace's artifact store
 folder and what MLflow logs are one folder, as on Azure. A job's MLflow run has the job's
 name as its run id, as on Azure, so ``runs:/<job name>/model`` and ``mlflow.get_run(job.name)``
 work.
+
+MLflow connected to Azure ML supports a subset of MLflow; the stores here refuse the rest as
+the service does (:func:`refuse_unsupported_run_search`, ``rename_experiment``), and the
+model registry is the workspace's own (``labkit/sim/mlflow_registry.py``).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -70,22 +75,100 @@ def _first_use_lock(folder: Path):
         schema_logger.setLevel(level)
 
 
-@functools.lru_cache(maxsize=None)
-def tracking_store(store_uri: str, artifact_uri: str | None = None):
+# The support matrix of "Query & compare experiments and runs with MLflow"
+# (https://learn.microsoft.com/azure/machine-learning/how-to-track-experiments-mlflow#support-matrix-for-querying-runs-and-experiments):
+# runs are ordered by attributes only; filters use metrics, params, tags and attributes, but not
+# metric names with escaped special characters, and not `!=` on tags; params take only `=`,
+# `!=` and `LIKE` ("Only operators =, like, and != are supported for filtering parameters");
+# experiments cannot be renamed. The service's error text is not documented: the messages
+# below are the simulation's, raised as the MlflowException (INVALID_PARAMETER_VALUE) a
+# refused request becomes in the MLflow client.
+RUN_ORDER_BY_KINDS = ("attribute",)
+PARAM_COMPARATORS = ("=", "!=", "LIKE")
+ESCAPED_METRIC = re.compile(r"""\bmetrics?\s*\.\s*[`"]""", re.IGNORECASE)
+MATRIX_URL = ("https://learn.microsoft.com/azure/machine-learning/how-to-track-experiments-mlflow"
+              "#support-matrix-for-querying-runs-and-experiments")
+
+
+def _unsupported(message: str):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(f"{message} Azure Machine Learning does not support it (see {MATRIX_URL}).",
+                           error_code=INVALID_PARAMETER_VALUE)
+
+
+def refuse_unsupported_run_search(filter_string: str | None, order_by: list[str] | None) -> None:
+    """Refuse a run search that MLflow supports but Azure ML does not."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    for clause in order_by or []:
+        kind, key, _ = SearchUtils.parse_order_by_for_search_runs(clause)
+        if kind not in RUN_ORDER_BY_KINDS:
+            raise _unsupported(f"order_by={clause!r} orders runs by a {kind}: order by attributes such as "
+                               "start_time, or sort the returned DataFrame with pandas (sort_values).")
+    if not filter_string:
+        return
+    if ESCAPED_METRIC.search(filter_string):
+        raise _unsupported(f"The filter {filter_string!r} names a metric with escaped special characters.")
+    for condition in SearchUtils.parse_search_filter(filter_string):
+        comparator = condition["comparator"].upper()
+        if condition["type"] == "tag" and comparator == "!=":
+            raise _unsupported(f"The filter {filter_string!r} uses != on a tag.")
+        if condition["type"] == "parameter" and comparator not in PARAM_COMPARATORS:
+            raise _unsupported(f"The filter {filter_string!r} compares a parameter with {comparator}; "
+                               "parameters take only =, != and LIKE.")
+
+
+@functools.cache
+def _store_classes():
+    """The workspace's tracking store: MLflow's SQL store with Azure ML's rules on top.
+
+    Defined on first use because MLflow's SQL store is slow to import."""
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    class WorkspaceTrackingStore(SqlAlchemyStore):
+        def rename_experiment(self, experiment_id, new_name):
+            raise _unsupported("Renaming an experiment is not possible.")
+
+        def create_logged_model(self, experiment_id, name=None, source_run_id=None, tags=None,
+                                params=None, model_type=None):
+            """MLflow 3 keeps a logged model in ``<experiment>/models/<id>/artifacts``; Azure ML
+            keeps a model a run logs under the run's artifacts (``<name>/``), where
+            ``azureml://jobs/<job>/outputs/artifacts/paths/<name>/`` and ``runs:/<run>/<name>``
+            find it. So a model logged from a run goes there, unless that folder is taken."""
+            model = super().create_logged_model(experiment_id, name, source_run_id, tags, params, model_type)
+            if not source_run_id or not model.name:
+                return model
+            folder = _local_folder(self.get_run(source_run_id).info.artifact_uri) / model.name
+            if folder.exists():
+                return model
+            with self.ManagedSessionMaker(read_only=False) as session:
+                session.query(SqlLoggedModel).filter(SqlLoggedModel.model_id == model.model_id).update(
+                    {"artifact_location": folder.as_uri()})
+            return self.get_logged_model(model.model_id)
+
+    return WorkspaceTrackingStore
+
+
+def _local_folder(file_uri: str) -> Path:
+    return Path(unquote(urlparse(file_uri).path))
+
+
+@functools.lru_cache(maxsize=None)
+def tracking_store(store_uri: str, artifact_uri: str | None = None):
     folder = _folder(store_uri)
     with _first_use_lock(folder):
-        return SqlAlchemyStore(_database(folder), artifact_uri or artifact_root(folder.parent).as_uri())
+        return _store_classes()(_database(folder), artifact_uri or artifact_root(folder.parent).as_uri())
 
 
 @functools.lru_cache(maxsize=None)
 def registry_store(store_uri: str, tracking_uri: str | None = None):
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    """The workspace's model registry, which MLflow and ``ml_client.models`` share."""
+    from labkit.sim.mlflow_registry import WorkspaceRegistryStore
 
-    folder = _folder(store_uri)
-    with _first_use_lock(folder):
-        return SqlAlchemyStore(_database(folder))
+    return WorkspaceRegistryStore(store_uri, tracking_uri)
 
 
 class _FixedUuid:
