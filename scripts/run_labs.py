@@ -124,11 +124,15 @@ def lab_env(workspace: Path) -> dict:
 # Peak memory: each lab runs in a fresh worker process (`--worker`), and the kernel is
 # that worker's child.  Two measures, and the larger is reported:
 #  * getrusage(RUSAGE_CHILDREN).ru_maxrss after the kernel has exited: the exact peak of
-#    the largest single descendant (kernel, or a job it ran), spikes included.  Exact only
-#    because the worker has no other children - why a pool of reused workers won't do.
-#  * psutil sampling of the RSS summed over the whole process tree every 50 ms: catches
-#    processes running at the same time (kernel + a local job or endpoint server), which
-#    ru_maxrss cannot add up, but can miss a short spike.
+#    the largest single descendant the worker waited for (the kernel), spikes included.
+#    Exact only because the worker has no other children - why a pool of reused workers won't do.
+#  * sampling, every 100 ms, of the proportional set size (PSS) summed over every process of
+#    the lab: the worker's descendants, and the job workers and endpoint servers the
+#    simulation detaches from them (a session of their own, reparented to init), found by
+#    the lab's workspace in the environment they started with, with their descendants.
+#    PSS shares a page among the processes that map it, so warm job workers forked from one
+#    process (labkit/sim/warm_worker.py) are not counted once per fork. Sampling can miss a
+#    short spike.
 # The worker's own memory (papermill, jupytext) is in neither: it is not the lab's.
 
 def _maxrss_children_mb() -> float:
@@ -138,20 +142,55 @@ def _maxrss_children_mb() -> float:
     return kib / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS
 
 
+def _proportional_bytes(process) -> int:
+    """PSS from /proc/<pid>/smaps_rollup where Linux has it, else the resident set size."""
+    try:
+        with open(f"/proc/{process.pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process.memory_info().rss
+
+
 class TreeSampler(threading.Thread):
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, workspace: str, interval: float = 0.1):
         super().__init__(daemon=True)
-        self.interval, self.peak, self._done = interval, 0, threading.Event()
+        self.workspace, self.interval, self.peak, self._done = workspace, interval, 0, threading.Event()
+        self._of_this_lab: dict[tuple[int, float], bool] = {}  # (pid, start time) -> started for this lab
+
+    def _started_for_this_lab(self, process) -> bool:
+        key = (process.pid, process.create_time())
+        if key not in self._of_this_lab:  # an exec'd environment never changes: read it once
+            try:
+                self._of_this_lab[key] = process.environ().get("LABKIT_SIM_ROOT") == self.workspace
+            except Exception:  # gone, or not ours to read
+                self._of_this_lab[key] = False
+        return self._of_this_lab[key]
+
+    def processes(self):
+        import psutil
+
+        me = psutil.Process()
+        found = {p.pid: p for p in me.children(recursive=True)}
+        for process in psutil.process_iter():
+            try:
+                if process.pid not in found and process.pid != me.pid and self._started_for_this_lab(process):
+                    found[process.pid] = process
+                    found.update((c.pid, c) for c in process.children(recursive=True))
+            except psutil.Error:
+                pass
+        return found.values()
 
     def run(self):
         import psutil
 
-        me = psutil.Process()
         while not self._done.is_set():
             total = 0
-            for child in me.children(recursive=True):
+            for process in self.processes():
                 try:
-                    total += child.memory_info().rss
+                    total += _proportional_bytes(process)
                 except psutil.Error:  # exited between listing and reading
                     pass
             self.peak = max(self.peak, total)
@@ -187,7 +226,7 @@ def execute(spec: dict) -> dict:
     # nbval re-executes the output notebook with the kernel named in its metadata.
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     error = None
-    sampler = TreeSampler()
+    sampler = TreeSampler(os.environ["LABKIT_SIM_ROOT"])
     sampler.start()
     start = time.perf_counter()
     try:

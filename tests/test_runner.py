@@ -187,6 +187,26 @@ def test_peak_memory_includes_processes_the_kernel_starts(tmp_path):
     assert report[0]["peak_mb"] >= 300
 
 
+def test_peak_memory_includes_detached_processes_started_for_the_lab(tmp_path):
+    # A job's worker is a session of its own whose parent has exited (labkit/sim/warm_worker.py):
+    # no longer the kernel's descendant, it is found by the lab's workspace in its environment.
+    detached = """
+    import pathlib, subprocess, sys, time
+    ready = pathlib.Path("allocated")
+    hold = "import pathlib, time; b = b'x' * (300 * 2**20); pathlib.Path('allocated').touch(); time.sleep(5)"
+    starter = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {hold!r}], start_new_session=True)"
+    subprocess.run([sys.executable, "-c", starter], check=True)
+    deadline = time.time() + 300
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # ten of the sampler's intervals
+    """
+    labs = make_labs(tmp_path / "labs", {"01-mem/detached.md": lab_source("detached", detached)})
+    code, report = run(labs, tmp_path / "out")
+    assert code == 0, report
+    assert report[0]["peak_mb"] >= 300
+
+
 def test_command_line_prints_a_table_and_exits_nonzero_on_failure(labs_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "run_labs.py"), "fail", "pass",
