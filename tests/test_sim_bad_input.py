@@ -309,9 +309,9 @@ ROWS = [
     row("environment-get-version-and-label",
         lambda ml, f: lambda: ml.environments.get("sklearn-env", version="1", label="latest"),
         ValidationException, r"Cannot specify both version and label"),
-    row("environment-curated-wrong-version",
-        lambda ml, f: lambda: ml.environments.get(CURATED, version="1"),
-        ResourceNotFoundError, rf"{CURATED}:1 was not found", 404),
+    row("environment-curated-version-not-published",
+        lambda ml, f: lambda: ml.environments.get(CURATED, version="100000"),
+        ResourceNotFoundError, rf"{CURATED}:100000 was not found", 404),
     row("environment-archive-curated",
         lambda ml, f: lambda: ml.environments.archive(CURATED),
         HttpResponseError, r"Cannot archive environment .*reserved", 400),
@@ -362,6 +362,16 @@ ROWS = [
     row("component-get-unknown-label",
         lambda ml, f: lambda: ml.components.get("train_model", label="stable"),
         ValidationException, r"version label stable does not exist"),
+    # -- jobs -----------------------------------------------------------------------------
+    row("job-input-without-path",
+        lambda ml, f: lambda: ml.jobs.create_or_update(command(
+            command="echo ${{inputs.data}}", environment=f"azureml:{CURATED}@latest",
+            inputs={"data": Input(type="uri_folder", folder=f.dir())})),
+        HttpResponseError, r"input 'data' of type uri_folder has no path", 400),
+    row("job-registry-environment-missing",
+        lambda ml, f: lambda: ml.jobs.create_or_update(command(
+            command="echo hi", environment="azureml://registries/azureml/environments/sklearn-0.1/labels/latest")),
+        ResourceNotFoundError, r"sklearn-0.1 was not found in registry 'azureml'", 404),
 ]
 
 
@@ -403,7 +413,7 @@ def test_bad_input_is_refused_and_changes_nothing(ml_client, sim_root, tmp_path,
 
 def test_the_table_is_wide():
     groups = {param.id.split("-")[0] for param in ROWS}
-    assert groups == {"workspace", "datastore", "data", "compute", "environment", "model", "component"}
+    assert groups == {"workspace", "datastore", "data", "compute", "environment", "model", "component", "job"}
     assert len(ROWS) >= 30
 
 

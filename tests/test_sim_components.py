@@ -184,3 +184,16 @@ def test_inline_environment_becomes_an_environment_asset(ml_client, tmp_path):
     registered = ml_client.components.create_or_update(component)
     assert "/environments/" in registered.environment
     assert ml_client.components.get("inline_env").environment == registered.environment
+
+
+def test_a_registry_environment_is_checked_and_stored_as_the_version_it_names(ml_client, tmp_path):
+    component = python_component(tmp_path, name="registry_env")
+    component.environment = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
+    registered = ml_client.components.create_or_update(component)
+    assert registered.environment.startswith("azureml://registries/azureml/environments/sklearn-1.5/versions/")
+    missing = python_component(tmp_path, name="missing_registry_env")
+    missing.environment = "azureml://registries/azureml/environments/no-such-environment/labels/latest"
+    with pytest.raises(ResourceNotFoundError):
+        ml_client.components.create_or_update(missing)
+    with pytest.raises(ResourceNotFoundError):
+        ml_client.components.get("missing_registry_env")

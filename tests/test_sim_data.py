@@ -100,6 +100,23 @@ def test_uri_folder_and_mltable(ml_client, mltable_folder):
     assert list(frame.columns) == ["age", "diabetic"] and len(frame) == 3
 
 
+def test_azureml_paths_inside_an_mltable_file_read_the_workspace_storage(ml_client, csv_file, tmp_path):
+    import mltable
+
+    uploaded = ml_client.data.create_or_update(Data(name="patients", path=str(csv_file), type=AssetTypes.URI_FILE))
+    short = "azureml://datastores/workspaceblobstore/paths/" + uploaded.path.split("/paths/", 1)[1]
+    folder = tmp_path / "remote-table"
+    folder.mkdir()
+    (folder / "MLTable").write_text(
+        f"paths:\n  - file: {uploaded.path}\n  - file: {short}\n"
+        "transformations:\n  - read_delimited:\n      delimiter: ','\n      header: all_files_same_headers\n")
+    table = ml_client.data.create_or_update(Data(name="patients-remote", path=str(folder), type=AssetTypes.MLTABLE))
+    loaded = mltable.load(f"azureml:/{table.id}")
+    assert [entry["file"] for entry in loaded.paths] == [uploaded.path, short]  # as the file says
+    assert len(loaded.to_pandas_dataframe()) == 6
+    assert len(mltable.from_delimited_files(paths=[{"file": short}]).to_pandas_dataframe()) == 3
+
+
 def test_versions_automatic_explicit_latest_and_list(ml_client, csv_file, tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("age,diabetic\n60,1\n")

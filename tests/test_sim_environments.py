@@ -162,6 +162,26 @@ def test_curated_environment_get_and_latest(ml_client):
     assert python_version(env) == "3.10"
 
 
+def test_a_curated_environment_is_found_by_a_version_azure_has(ml_client):
+    # The official environments lab pins version 44.
+    env = ml_client.environments.get("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", version=44)
+    assert (env.name, env.version) == ("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", "44")
+    assert env.tags["Scikit-learn"] == "1.0"
+    older = ml_client.environments.get("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", version="1")
+    assert older.image.endswith(":1")
+    with pytest.raises(ResourceNotFoundError) as missing:
+        ml_client.environments.get("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu", version="100000")
+    assert missing.value.status_code == 404
+
+
+def test_the_curated_automl_environment(ml_client):
+    assert "AzureML-ai-ml-automl" in [e.name for e in ml_client.environments.list()]
+    env = ml_client.environments.get("AzureML-ai-ml-automl", label="latest")
+    assert env.image.startswith("mcr.microsoft.com/azureml/curated/ai-ml-automl:")
+    assert python_version(env) == "3.10"
+    assert any(package.startswith("azureml-train-automl") for package in pip_packages(env))
+
+
 def test_curated_environments_are_listed(ml_client, conda_file):
     make_env(ml_client, conda_file)
     names = [e.name for e in ml_client.environments.list()]

@@ -235,3 +235,87 @@ def test_invalid_job_is_refused_by_the_sdk_validation(ml_client, src):
     with pytest.raises(ValidationException):
         ml_client.jobs.create_or_update(command(code=str(src), command="python train.py ${{inputs.missing}}",
                                                 environment=ENV))
+
+
+# -- environments named by registry URI ---------------------------------------------------------
+REGISTRY_ENV = "azureml://registries/azureml/environments/sklearn-1.5"
+
+
+def test_a_registry_environment_by_label_runs_and_reads_back_as_its_version(ml_client, src):
+    job = ml_client.jobs.create_or_update(command(
+        code=str(src), command="python -c \"import sklearn; print('sklearn', sklearn.__version__)\"",
+        environment=f"{REGISTRY_ENV}/labels/latest"))
+    assert job.environment.startswith(f"{REGISTRY_ENV}/versions/")
+    assert wait(ml_client, job.name).status == "Completed"
+    pinned = ml_client.jobs.create_or_update(command(
+        code=str(src), command="echo pinned", environment=f"{REGISTRY_ENV}/versions/3"))
+    assert ml_client.jobs.get(pinned.name).environment == f"{REGISTRY_ENV}/versions/3"
+    assert wait(ml_client, pinned.name).status == "Completed"
+
+
+@pytest.mark.parametrize("environment", [
+    "azureml://registries/azureml/environments/sklearn-0.1/labels/latest",
+    f"{REGISTRY_ENV}/versions/100000",
+    "azureml://registries/my-team-registry/environments/sklearn-1.5/labels/latest",
+])
+def test_a_registry_environment_that_does_not_exist_is_refused_and_no_job_is_stored(ml_client, environment):
+    with pytest.raises(ResourceNotFoundError) as refused:
+        ml_client.jobs.create_or_update(command(command="echo never", environment=environment))
+    assert refused.value.status_code == 404
+    assert list(ml_client.jobs.list()) == []
+
+
+# -- a job the SDK could not read back is never stored --------------------------------------------
+def test_an_input_without_a_path_is_refused_and_the_workspace_keeps_working(ml_client, src, tmp_path):
+    data = tmp_path / "patients.csv"
+    data.write_text("age\n30\n41\n")
+    good = ml_client.jobs.create_or_update(command(code=str(src), command="echo fine", environment=ENV))
+    typo = command(code=str(src), command="python train.py --data ${{inputs.data}}", environment=ENV,
+                   inputs={"data": Input(type="uri_folder", folder=str(tmp_path))})  # "folder=" for "path="
+    with pytest.raises(HttpResponseError, match="'data' of type uri_folder has no path") as refused:
+        ml_client.jobs.create_or_update(typo)
+    assert refused.value.status_code == 400
+    assert [job.name for job in ml_client.jobs.list()] == [good.name]
+    assert wait(ml_client, good.name).status == "Completed"
+
+
+def test_listing_skips_a_record_that_cannot_be_read_back_and_names_it(ml_client, src, caplog):
+    good = ml_client.jobs.create_or_update(command(code=str(src), command="echo fine", environment=ENV))
+    # A record as an older simulation could have stored it: an input with no uri.
+    store = ml_client._sim_workspace.store
+    row = store.get(job_state.KIND, good.name)
+    row.payload["properties"]["inputs"] = {"data": {"jobInputType": "uri_folder"}}
+    with store.transaction() as db:
+        store.put(db, job_state.KIND, "corrupt_job", "", type(row.rest_object())(dict(row.payload, name="corrupt_job")))
+    other = ml_client.jobs.create_or_update(command(code=str(src), command="echo also fine", environment=ENV))
+    with caplog.at_level("WARNING", logger="labkit.sim"):
+        names = [job.name for job in ml_client.jobs.list()]
+    assert sorted(names) == sorted([good.name, other.name])
+    assert "corrupt_job" in caplog.text
+
+
+# -- jobs.validate, as the SDK documents it (pipeline jobs) ---------------------------------------
+def test_validate_checks_little_on_a_command_job_and_submission_catches_an_undeclared_input(ml_client, src):
+    job = command(code=str(src), command="python train.py ${{inputs.missing}}", environment=ENV)
+    assert ml_client.jobs.validate(job).passed
+    with pytest.raises(ValidationException, match="missing"):
+        ml_client.jobs.create_or_update(job)
+
+
+def test_validate_looks_up_a_pipeline_s_compute(ml_client, src):
+    from azure.ai.ml import dsl
+
+    step = command(code=str(src), command="echo step", environment=ENV)
+
+    def pipeline_on(compute):
+        @dsl.pipeline()
+        def one_step():
+            node = step()
+            node.compute = compute
+        return one_step()
+
+    result = ml_client.jobs.validate(pipeline_on("no-such-cluster"))
+    assert not result.passed
+    assert "no-such-cluster" in str(result.error_messages)
+    ml_client.compute.begin_create_or_update(AmlCompute(name="cpu-cluster", size="Standard_DS3_v2")).result()
+    assert ml_client.jobs.validate(pipeline_on("cpu-cluster")).passed

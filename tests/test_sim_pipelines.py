@@ -323,3 +323,27 @@ def test_failed_steps_fail_the_pipeline_independent_steps_overlap_and_cancel_rea
     assert job.status == "Failed"
     assert {name: step.status for name, step in children(ml_client, job.name).items()} == {
         "slow": "Canceled", "failing": "Failed"}
+
+
+def test_steps_with_a_registry_environment_run(ml_client, src, raw):
+    # The form most public examples use today.
+    registry_environment = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
+    prep = command(code=str(src), command="python prep.py --raw ${{inputs.raw}} --clean ${{outputs.clean}}",
+                   inputs={"raw": Input(type="uri_file")}, outputs={"clean": Output(type="uri_folder")},
+                   environment=registry_environment)
+    train = command(code=str(src),
+                    command="python train.py --data ${{inputs.data}} --rate 0.1 --model ${{outputs.model}}",
+                    inputs={"data": Input(type="uri_folder")}, outputs={"model": Output(type="uri_folder")},
+                    environment=registry_environment)
+
+    @dsl.pipeline(description="registry environment", default_compute="serverless")
+    def prepare_and_train(raw_data):
+        cleaned = prep(raw=raw_data)
+        train(data=cleaned.outputs.clean)
+
+    job = ml_client.jobs.create_or_update(prepare_and_train(raw_data=Input(type="uri_file", path=str(raw))))
+    assert wait(ml_client, job.name).status == "Completed"
+    steps = children(ml_client, job.name)
+    assert {step.status for step in steps.values()} == {"Completed"}
+    assert all(step.environment.startswith("azureml://registries/azureml/environments/sklearn-1.5/versions/")
+               for step in steps.values())

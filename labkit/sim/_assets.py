@@ -24,7 +24,7 @@ from azure.ai.ml.exceptions import (
     ValidationException,
 )
 
-from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, not_found, pages, readable, with_service_fields
 from labkit.sim.storage import DEFAULT_DATASTORE, datastore_folder
 
 # Asset names and versions as the service accepts them.
@@ -102,7 +102,7 @@ class VersionedAssetOperations(SimOperations):
             ListViewType.ALL: lambda r: True,
         }[view]
         if name:
-            return pages(self._entity(r) for r in rows if r.name == name and keep(r))
+            return pages(readable((r for r in rows if r.name == name and keep(r)), self._entity))
         by_name: dict[str, list] = {}
         for row in rows:
             by_name.setdefault(row.name, []).append(row)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from typing import Any, Callable, Iterable, TYPE_CHECKING
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -13,6 +14,8 @@ from labkit.sim.store import SIMULATED_USER, Row
 
 if TYPE_CHECKING:
     from labkit.sim.workspace import SimWorkspace
+
+logger = logging.getLogger("labkit.sim")
 
 
 def service_error(cls: type[HttpResponseError], message: str, status: int, code: str = "UserError"):
@@ -43,6 +46,19 @@ def pages(items: Iterable[Any]) -> ItemPaged:
     """One page holding ``items``, as the SDK's ``list`` methods return."""
     items = list(items)
     return ItemPaged(lambda token: items, lambda page: (None, iter(page)))
+
+
+def readable(rows: Iterable[Row], to_entity: Callable[[Row], Any]) -> list:
+    """The entities of ``rows``, leaving out (with a logged warning naming it) any row the SDK
+    cannot read back: a service whose one record is corrupt still lists the rest."""
+    entities = []
+    for row in rows:
+        try:
+            entities.append(to_entity(row))
+        except Exception as error:  # the SDK's parsers raise many types (JobParsingError, KeyError...)
+            logger.warning("Skipping %s %r%s in the listing: it cannot be read back (%s: %s).", row.kind,
+                           row.name, f" version {row.version}" if row.version else "", type(error).__name__, error)
+    return entities
 
 
 def system_data(row_created: str, row_modified: str) -> dict:

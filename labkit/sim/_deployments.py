@@ -45,6 +45,10 @@ class DeploymentDependencies:
     def _model_id(self, reference: str) -> str:
         """``azureml:name:version``, ``name@label`` or an ARM id -> the model version's id."""
         models = self._group("_models")
+        if reference.startswith("azureml://registries/"):
+            raise NotImplementedError(
+                f"Model {reference} comes from a registry. Registry models are not part of the simulated "
+                "workspace; register the model in the workspace (ml_client.models.create_or_update) and deploy that.")
         arm = ARM_MODEL.search(reference)
         if arm:
             return models.get(arm["name"], version=arm["version"]).id

@@ -38,7 +38,16 @@ from azure.ai.ml.entities import AmlComputeNodeInfo, Compute, Usage, VmSize
 from azure.ai.ml.operations import ComputeOperations as _SdkComputeOperations
 from azure.core.polling import LROPoller
 
-from labkit.sim._base import SimOperations, bad_request, conflict, done, not_found, pages, with_service_fields
+from labkit.sim._base import (
+    SimOperations,
+    bad_request,
+    conflict,
+    done,
+    not_found,
+    pages,
+    readable,
+    with_service_fields,
+)
 from labkit.sim.store import utc_now
 from labkit.sim.vm_sizes import VM_SIZES, families, find_size
 from labkit.sim.workspace import DEFAULT_LOCATION, PROVIDER
@@ -95,7 +104,7 @@ class ComputeOperations(SimOperations, _SdkComputeOperations):
         return self._entity(self._row(name))
 
     def list(self, *, compute_type: Optional[str] = None) -> Iterable[Compute]:
-        computes = [self._entity(row) for row in self._store.list(KIND)]
+        computes = readable(self._store.list(KIND), self._entity)
         if compute_type:
             computes = [c for c in computes if str(c.type).lower() == compute_type.lower()]
         return pages(computes)

@@ -4,7 +4,11 @@ On Azure, azureml-fsspec registers the ``azureml`` protocol with fsspec, so
 ``pandas.read_csv("azureml://subscriptions/.../datastores/<store>/paths/<file>")`` reads
 from the datastore. Here the same protocol maps to the datastore's folder in the simulated
 workspace. ``mltable.load`` reads through its own engine rather than fsspec, so it is
-wrapped to hand that engine the local folder instead of the URI.
+wrapped to hand that engine the local folder instead of the URI; and the paths an MLTable
+file lists (``paths: - file: azureml://datastores/<store>/paths/<file>``, which Azure reads
+from the workspace's storage) and those given to ``mltable.from_delimited_files`` and the
+other ``from_*`` functions are turned into local ``file://`` paths as mltable makes its
+own paths absolute.
 """
 from __future__ import annotations
 
@@ -141,16 +145,42 @@ def _wrap_mltable_load(load):
     return load_simulated
 
 
+def _local_table_path(path):
+    """An MLTable path value: a datastore URI becomes the local file it stands for."""
+    if isinstance(path, str) and (LONG_URI.match(path) or SHORT_URI.match(path)):
+        local = local_path(path)
+        return "file://" + local + ("/" if path.endswith("/") and not local.endswith("/") else "")
+    return path
+
+
+def _wrap_make_paths_absolute(make_absolute):
+    @functools.wraps(make_absolute)
+    def make_absolute_and_local(mltable_yaml_dict, base_path):
+        given = list(mltable_yaml_dict.get("paths") or [])
+        if given:
+            # Before mltable's own step, which would take a datastore URI for a relative local path.
+            mltable_yaml_dict["paths"] = [{kind: _local_table_path(path) for kind, path in entry.items()}
+                                          for entry in given]
+        table, pairs = make_absolute(mltable_yaml_dict, base_path)
+        # (what the file said, what is read): mltable shows the first as .paths, reads the second
+        return table, [(original, read) for original, (_, read) in zip(given, pairs)] if given else pairs
+    return make_absolute_and_local
+
+
 def register() -> dict:
     """Route ``azureml://`` to the simulation; returns what :func:`unregister` restores."""
     import mltable
+    import mltable.mltable as mltable_module
 
     import azureml.fsspec
 
     saved = {"fsspec": fsspec.registry.get("azureml"), "mltable_load": mltable.load,
-             "fs_class": azureml.fsspec.AzureMachineLearningFileSystem}
+             "fs_class": azureml.fsspec.AzureMachineLearningFileSystem,
+             "make_paths_absolute": mltable_module._make_all_paths_absolute}
     fsspec.register_implementation("azureml", SimulatedDatastoreFileSystem, clobber=True)
     mltable.load = _wrap_mltable_load(mltable.load)
+    # mltable.mltable looks this helper up in its own globals on every load and from_* call.
+    mltable_module._make_all_paths_absolute = _wrap_make_paths_absolute(mltable_module._make_all_paths_absolute)
     azureml.fsspec.AzureMachineLearningFileSystem = SimulatedDatastoreFileSystem
     return saved
 
@@ -163,6 +193,9 @@ def unregister(saved: dict) -> None:
     if saved["fsspec"] is not None:
         fsspec.register_implementation("azureml", saved["fsspec"], clobber=True)
     mltable.load = saved["mltable_load"]
+    import mltable.mltable as mltable_module
+
+    mltable_module._make_all_paths_absolute = saved["make_paths_absolute"]
     import azureml.fsspec
 
     azureml.fsspec.AzureMachineLearningFileSystem = saved["fs_class"]

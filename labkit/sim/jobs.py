@@ -17,9 +17,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from azure.ai.ml._exception_helper import log_and_raise_error
 from azure.ai.ml._restclient.arm_ml_service.models import ListViewType
-from azure.ai.ml._utils.utils import is_url
-from azure.ai.ml.constants._common import BATCH_JOB_CHILD_RUN_OUTPUT_NAME, DEFAULT_ARTIFACT_STORE_OUTPUT_NAME
+from azure.ai.ml._utils.utils import is_data_binding_expression, is_url
+from azure.ai.ml.constants._common import (
+    BATCH_JOB_CHILD_RUN_OUTPUT_NAME,
+    DEFAULT_ARTIFACT_STORE_OUTPUT_NAME,
+    SERVERLESS_COMPUTE,
+)
 from azure.ai.ml.constants._job.pipeline import PipelineConstants
 from azure.ai.ml.entities import Job, ValidationResult
 from azure.ai.ml.entities._builders import BaseNode, Command
@@ -31,7 +36,16 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
 
 from labkit.sim import job_state, warm_worker
-from labkit.sim._base import SimOperations, bad_request, conflict, done, not_found, pages, with_service_fields
+from labkit.sim._base import (
+    SimOperations,
+    bad_request,
+    conflict,
+    done,
+    not_found,
+    pages,
+    readable,
+    with_service_fields,
+)
 from labkit.sim.storage import DEFAULT_DATASTORE
 
 KIND = job_state.KIND
@@ -83,20 +97,26 @@ class JobOperations(SimOperations, _SdkJobOperations):
                 ListViewType.ALL: lambda r: True}[view]
         # Newest first, as the studio and the service list them.
         rows = sorted((r for r in rows if keep(r)), key=lambda r: r.created_at, reverse=True)
-        return pages(self._entity(r) for r in rows)
+        return pages(readable(rows, self._entity))
 
     # -- submitting ---------------------------------------------------------------------------
     def validate(self, job: Job, *, raise_on_failure: bool = False, **kwargs: Any) -> ValidationResult:
-        if not hasattr(job, "_validate"):  # a sweep job: the SDK checks it only while serializing it
-            from azure.ai.ml.entities._validation import PathAwareSchemaValidatableMixin
+        """The SDK's own ``JobOperations.validate``, documented for pipeline jobs only: a pipeline
+        gets its schema checks and its computes looked up; a command job only its schema checks
+        (an undeclared ``${{inputs.x}}`` is caught later, when the job is serialized for
+        submission); a sweep job only the git-path check."""
+        # The SDK's body without its telemetry decorator (the simulation sends no telemetry).
+        return _SdkJobOperations._validate.__wrapped__(self, job, raise_on_failure=raise_on_failure, **kwargs)
 
-            return PathAwareSchemaValidatableMixin._create_empty_validation_result()
-        result = job._validate(raise_error=False)
-        if raise_on_failure and not result.passed:
-            raise ValidationException(
-                message=f"Job is not valid: {result.error_messages}", no_personal_data_message="invalid job",
-                target=ErrorTarget.JOB, error_category=ErrorCategory.USER_ERROR)
-        return result
+    def _try_get_compute_arm_id(self, compute):
+        """What ``validate`` looks a pipeline's compute up with: here, in the simulated workspace."""
+        name = getattr(compute, "name", compute)
+        if not isinstance(name, str) or name in (SERVERLESS_COMPUTE, "local") or is_data_binding_expression(name):
+            return compute
+        name = name.rsplit("/", 1)[-1].removeprefix("azureml:")
+        if self._store.get("compute", name.lower()) is None:
+            raise not_found(f"Not found compute with name {name}")
+        return self._workspace.child_id("computes", name)
 
     def create_or_update(self, job: Job, *, description: Optional[str] = None, compute: Optional[str] = None,
                          tags: Optional[dict] = None, experiment_name: Optional[str] = None,
@@ -115,7 +135,10 @@ class JobOperations(SimOperations, _SdkJobOperations):
             raise conflict(f"A job named '{job.name}' already exists in workspace '{self._workspace.name}'; "
                            "job names are unique. Leave the name out to get a generated one.")
         if not skip_validation:
-            self.validate(job, raise_on_failure=True)
+            try:
+                self.validate(job, raise_on_failure=True)
+            except ValidationException as error:
+                log_and_raise_error(error)  # as the SDK's create_or_update reports it: a formatted MlException
         job_type = type(job).__name__
         if job_type in ("Command", "CommandJob"):
             return self._submit_command(job)
@@ -132,6 +155,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         payload = rest.as_dict()
         props = payload["properties"]
         name = payload["name"]
+        self._refuse_inputs_without_uri(props.get("inputs") or {})
         props["experimentName"] = props.get("experimentName") or DEFAULT_EXPERIMENT
         props["computeId"] = self._resolve_compute(props.get("computeId"), job)
         props["environmentId"] = self._resolve_environment(job.environment)
@@ -150,6 +174,17 @@ class JobOperations(SimOperations, _SdkJobOperations):
             props["properties"]["azureml.parentrunid"] = parent
         return self._store_and_start(type(rest), payload)
 
+    @staticmethod
+    def _refuse_inputs_without_uri(inputs: dict) -> None:
+        """A data input must name its data. The SDK sends ``Input(type="uri_folder", folder=...)``
+        (an unknown keyword it ignores) with no ``uri``, which the REST contract marks required
+        ("uri: [Required] Input Asset URI", UriFolderJobInput and the other JobInput types); the
+        service refuses the request, so the job is never created."""
+        for input_name, value in inputs.items():
+            if value and value.get("jobInputType") != "literal" and not value.get("uri"):
+                raise bad_request(f"Job input '{input_name}' of type {value.get('jobInputType')} has no path: a "
+                                  "data input needs a uri (Input(type=..., path=...)). The job was not created.")
+
     def _services(self, name: str) -> dict:
         """The job's links: ``studio_url`` (here its local summary page) and MLflow tracking."""
         page = job_state.job_folder(self._workspace, name) / "index.html"
@@ -159,11 +194,23 @@ class JobOperations(SimOperations, _SdkJobOperations):
     def _store_and_start(self, rest_class: type, payload: dict) -> Job:
         """Record a job's payload (status NotStarted) and start its worker."""
         payload["properties"]["status"] = "NotStarted"
+        self._refuse_unreadable(rest_class, payload)
         with self._store.transaction() as db:
             self._store.put(db, KIND, payload["name"], "", rest_class(payload))
         job_state.write_summary(self._workspace, payload["name"])
         self._start_worker(payload["name"])
         return self.get(payload["name"])
+
+    def _refuse_unreadable(self, rest_class: type, payload: dict) -> None:
+        """Never store a job the SDK could not read back: it would break ``get`` and ``list``."""
+        from labkit.sim.store import Row, rest_class_name, utc_now
+
+        now = utc_now()
+        row = Row(KIND, payload["name"], "", rest_class_name(rest_class(payload)), payload, False, now, now)
+        try:
+            Job._from_rest_object(with_service_fields(row, self._workspace.child_id("jobs", row.name), row.name))
+        except Exception as error:  # the SDK's parsers raise many types
+            raise bad_request(f"Job '{row.name}' is not valid and was not created: {error}") from error
 
     def _start_worker(self, name: str) -> None:
         folder = job_state.job_folder(self._workspace, name)

@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+from azure.ai.ml._utils._arm_id_utils import is_registry_id_for_resource
 from azure.ai.ml.constants._common import SERVERLESS_COMPUTE
 from azure.ai.ml.constants._job.pipeline import PipelineConstants
 from azure.ai.ml.entities import Component, Job
@@ -121,6 +122,10 @@ def _datastore_name(ops, reference: str) -> str:
 def _component_id(ops, step_name: str, component: Any) -> str:
     """The ARM id of a step's component, registering an inline one as an anonymous component."""
     components = ops._group("_components")
+    if isinstance(component, str) and is_registry_id_for_resource(component):
+        raise NotImplementedError(
+            f"Step '{step_name}' uses the registry component {component}. Components from registries are not "
+            "part of the simulated workspace; register the component in the workspace, or define it inline.")
     if isinstance(component, str):
         reference = component.removeprefix("azureml:")
         arm = ARM_COMPONENT.search(reference)
