@@ -884,7 +884,7 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
         def _log_trial(self, search_state, estimator):  # called by FLAML after every trial
             super()._log_trial(search_state, estimator)
             scores = search_state.metric_for_logging if isinstance(search_state.metric_for_logging, dict) else {}
-            params = _hyperparameters(search_state)
+            params = _hyperparameters(self, estimator, search_state.config)
             loss = search_state.val_loss
             failed = None if loss is not None and np.isfinite(loss) and scores else "the trial produced no score"
             previous_best = search.best["score"] if search.best else None
@@ -949,12 +949,15 @@ def _run_search(search: _Search) -> None:  # noqa: C901  (one linear story, easi
     _finish_parent(search)
 
 
-def _hyperparameters(search_state) -> dict:
-    """A trial's hyperparameters as its estimator's constructor takes them (FLAML's own search
-    variables, such as ``log_max_bin``, become the library's parameters)."""
-    trained = getattr(search_state, "trained_estimator", None)
-    params = dict(getattr(trained, "params", None) or search_state.config or {})
-    return {key: value for key, value in params.items() if key not in ("FLAML_sample_size", "n_jobs", "task")}
+def _hyperparameters(automl, learner: str, config: Optional[dict]) -> dict:
+    """A trial's hyperparameters as its estimator's constructor takes them: FLAML's learner turns
+    its search variables (such as ``log_max_bin``) into the library's parameters."""
+    config = {key: value for key, value in (config or {}).items() if key != "FLAML_sample_size"}
+    try:
+        params = automl._state.learner_classes[learner](task=automl._state.task, **config).params
+    except Exception:  # a configuration the learner refuses: the trial failed; keep what it tried
+        params = config
+    return {key: value for key, value in params.items() if key not in ("n_jobs", "task")}
 
 
 def _estimator_of(automl, learner: str):
