@@ -129,6 +129,12 @@ def _store_classes():
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     class WorkspaceTrackingStore(SqlAlchemyStore):
+        def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results, order_by,
+                         page_token):
+            refuse_unsupported_run_search(filter_string, order_by)
+            return super()._search_runs(experiment_ids, filter_string, run_view_type, max_results,
+                                        order_by, page_token)
+
         def rename_experiment(self, experiment_id, new_name):
             raise _unsupported("Renaming an experiment is not possible.")
 
