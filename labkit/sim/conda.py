@@ -96,19 +96,28 @@ def _same_version(pinned: str, installed: str, exact: bool) -> bool:
         return pinned == installed
 
 
+def _installed_version(name: str) -> str | None:
+    """The installed version of a distribution, or of the one that provides the module of that
+    name (``xgboost`` is installed here as the ``xgboost-cpu`` distribution)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        providers = metadata.packages_distributions().get(name.replace("-", "_"), [])
+        return metadata.version(providers[0]) if providers else None
+
+
 def unmet_requirements(requirements: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
     """(the requirements not installed in this Python, and ``(package, pinned, installed)`` for
     each exact pin this Python has at another version)."""
-    from importlib import metadata
-
     missing, different = [], []
     for requirement in requirements:
         name = requirement_name(requirement)
         if not name or name.lower() in NOT_A_LIBRARY:
             continue
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        installed = _installed_version(name)
+        if installed is None:
             missing.append(requirement)
             continue
         pinned = pinned_version(requirement)
