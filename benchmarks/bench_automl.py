@@ -114,8 +114,7 @@ def forecasting(ml_client, work: Path, budget_min: float) -> list[dict]:
     from azure.ai.ml import Input, automl
     from flaml import AutoML
 
-    sys.path.insert(0, str(sim_automl.RUNTIME_FOLDER))
-    from labkit_automl_runtime import ForecastFeaturizer
+    from labkit.sim.automl_runtime.featurization import forecast_featurizer
 
     data = pd.read_csv(REPO / "data" / "retail_demand.csv", parse_dates=["date"])
     cutoff = data["date"].max() - pd.Timedelta(days=HORIZON)
@@ -140,8 +139,9 @@ def forecasting(ml_client, work: Path, budget_min: float) -> list[dict]:
                  "wall_s": time.time() - start, "trials": 1})
 
     start = time.time()
-    features = ForecastFeaturizer(time_column="date", series_columns=("store_id", "product"),
-                                  target_column="units_sold", horizon=HORIZON, lags=(1, 7), window=7)
+    # The simulation's own forecasting features (imputed and scaled, as its pipeline feeds them).
+    features = forecast_featurizer(train, train["units_sold"], "date", ["store_id", "product"], horizon=HORIZON,
+                                   lags=(1, 7), window=7, exclude=("units_sold",))
     X_train = features.fit_transform(train.drop(columns=["units_sold"]), train["units_sold"])
     X_test = features.transform(test.drop(columns=["units_sold"]))
     direct = AutoML()
