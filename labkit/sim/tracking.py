@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import threading
 from pathlib import Path
@@ -143,7 +144,9 @@ def _store_classes():
             """MLflow 3 keeps a logged model in ``<experiment>/models/<id>/artifacts``; Azure ML
             keeps a model a run logs under the run's artifacts (``<name>/``), where
             ``azureml://jobs/<job>/outputs/artifacts/paths/<name>/`` and ``runs:/<run>/<name>``
-            find it. So a model logged from a run goes there, unless that folder is taken."""
+            find it. So a model logged from a run goes there, unless that folder is taken. In a
+            job, a model logged with no active run belongs to the job's run (MLFLOW_RUN_ID)."""
+            source_run_id = source_run_id or os.environ.get("MLFLOW_RUN_ID")
             model = super().create_logged_model(experiment_id, name, source_run_id, tags, params, model_type)
             if not source_run_id or not model.name:
                 return model
