@@ -85,6 +85,14 @@ def test_exit_codes_pass_through(ml_client, finished_job, src, mode):
     assert "status code 3" in job_state.error_of(ml_client._sim_workspace, job.name)
 
 
+def test_a_script_that_leaves_a_thread_pool_running_ends_as_python_would(ml_client, finished_job, src, mode):
+    # MLflow's async logging leaves such a pool: python stops it at exit (threading's exit hooks).
+    (src / "pool.py").write_text("from concurrent.futures import ThreadPoolExecutor\n"
+                                 "pool = ThreadPoolExecutor(2)\npool.submit(print, 'from the pool')\n")
+    job, log, _ = run(ml_client, finished_job, src, "python pool.py")
+    assert job.status == "Completed" and "from the pool" in log
+
+
 def test_warm_scripts_do_not_share_numpys_random_state(ml_client, finished_job, src, monkeypatch):
     monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
     draws = {run(ml_client, finished_job, src, "python report.py")[2]["random"] for _ in range(2)}

@@ -311,9 +311,10 @@ def _run_script(request: dict, channel) -> None:
     except BaseException as exc:  # noqa: BLE001 - what the interpreter does with an uncaught exception
         sys.excepthook(type(exc), exc, exc.with_traceback(_from_script(exc.__traceback__, script)).__traceback__)
         status = 1
-    for thread in threading.enumerate():  # the interpreter waits for non-daemon threads at exit
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter does at exit, in its order: threading's exit hooks (which stop
+    # thread pools such as MLflow's async logging) and the wait for non-daemon threads,
+    # then the atexit handlers.
+    threading._shutdown()
     atexit._run_exitfuncs()
     _exit(status)
 
