@@ -8,9 +8,9 @@ named; setting it to a deployment the endpoint does not have is refused.
 ``invoke`` starts a batch job, as the service does, and returns the SDK's ``BatchJob``:
 - for a model deployment, a pipeline job (experiment: the endpoint's name) whose child job
   ``batchscoring`` scores the input (``labkit.sim.batch_scoring``) and writes the predictions
-  file to its output ``score``; the pipeline job's output ``score`` is the same folder, and
-  ``jobs.download(name, download_path=...)`` writes the file straight into ``download_path``
-  (the job is tagged as the service tags a batch job, ``BATCH_RUN_TAG`` below);
+  file to its output ``score``; the pipeline job's output ``score`` is the same folder, so
+  ``jobs.download(name, output_name="score", download_path=...)`` puts the file under
+  ``named-outputs/score/`` (the job is tagged as the service tags a batch job, ``BATCH_RUN_TAG`` below);
 - for a pipeline component deployment, a pipeline job of the component's steps, run by
   ``labkit.sim.pipeline``, with the deployment's settings (``default_compute`` ...).
 The job is listed by ``jobs.list()``, ``batch_endpoints.list_jobs`` and
@@ -55,10 +55,13 @@ INPUT_NAME = "input_data"  # the name the service gives the single input of a mo
 OUTPUT_NAME = "score"  # the output the service writes the predictions file to
 SCORING_STEP = "batchscoring"  # the child job that scores (the studio's graph shows this step)
 # The tags the service puts on a batch job. The SDK's jobs.download reads them: a job tagged
-# azureml.batchrun whose azureml.jobtype is not azureml.pipelinejob is a model deployment's
-# scoring job, whose predictions file it writes straight into download_path. A pipeline
-# component deployment's job carries azureml.jobtype = azureml.pipelinejob (seen in service
-# responses); the value on a model deployment's job is not documented, so none is set here.
+# azureml.batchrun whose azureml.jobtype is not azureml.pipelinejob gets its predictions file
+# written straight into download_path (``is_batch_job`` in _job_operations.py). Today's batch
+# jobs are pipeline jobs, model deployments' included: Microsoft's current pages download a
+# model deployment's job with ``jobs.download(name=job.name, output_name="score")`` and read
+# ``named-outputs/score/...`` (how-to-use-batch-model-deployments, how-to-mlflow-batch), which is
+# what the SDK does for a job tagged azureml.pipelinejob. The service wins over the SDK's
+# older branch (and over the 2022 DP-100 lab that read predictions.csv from download_path).
 BATCH_RUN_TAG = "azureml.batchrun"
 DEPLOYMENT_TAG = "azureml.deploymentname"
 JOB_TYPE_TAG = "azureml.jobtype"
@@ -256,7 +259,8 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         from labkit.sim.job_runner import RUNNER_PROPERTY
 
         job_props["properties"] = {**marks, SETTINGS_PROPERTY: json.dumps(settings), RUNNER_PROPERTY: "BatchScoring"}
-        job_props["tags"] = {BATCH_RUN_TAG: "true", DEPLOYMENT_TAG: marks[DEPLOYMENT_PROPERTY]}
+        job_props["tags"] = {BATCH_RUN_TAG: "true", DEPLOYMENT_TAG: marks[DEPLOYMENT_PROPERTY],
+                             JOB_TYPE_TAG: PipelineConstants.PIPELINE_JOB_TYPE}
         job_props["services"] = jobs._services(job_name)
         if self._store.get(job_state.KIND, job_name):
             raise bad_request(f"A job named '{job_name}' already exists in workspace '{self._workspace.name}'.")
