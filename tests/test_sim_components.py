@@ -165,15 +165,16 @@ def test_missing_components_are_not_found(ml_client):
         ml_client.components.get("nothing")
 
 
-def test_pipeline_components_wait_for_jobs(ml_client, tmp_path):
+def test_a_dsl_pipeline_registers_as_a_pipeline_component(ml_client, tmp_path):
     step = load_component(source=write_component(tmp_path))
 
     @dsl.pipeline(description="train once")
     def training_pipeline():
         step(training_data=Input(type="uri_folder", path="azureml://datastores/workspaceblobstore/paths/data/"))
 
-    with pytest.raises(NotImplementedError, match="pipelines arrive with the jobs part"):
-        ml_client.components.create_or_update(training_pipeline)
+    registered = ml_client.components.create_or_update(training_pipeline)
+    assert registered.type == "pipeline" and registered.name == "training_pipeline"
+    assert ml_client.components.get("training_pipeline", version=registered.version).type == "pipeline"
 
 
 def test_inline_environment_becomes_an_environment_asset(ml_client, tmp_path):
