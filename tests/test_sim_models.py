@@ -140,9 +140,13 @@ def test_invalid_mlflow_models_are_refused(ml_client, tmp_path, pickled_model):
     assert list(ml_client.models.list()) == []
 
 
-def test_model_from_a_job_output_is_stored_as_given(ml_client):
-    uri = "azureml://jobs/sleepy_kiwi_1234/outputs/artifacts/paths/model/"
-    model = ml_client.models.create_or_update(Model(name="from-job", path=uri, type=AssetTypes.MLFLOW_MODEL))
+@pytest.mark.parametrize("uri, kind", [
+    ("azureml://jobs/sleepy_kiwi_1234/outputs/artifacts/paths/model/", AssetTypes.MLFLOW_MODEL),
+    # The form Microsoft's AutoML samples use: the artifacts output's path with no paths/.
+    ("azureml://jobs/sleepy_kiwi_1234/outputs/artifacts/outputs/model.pkl", AssetTypes.CUSTOM_MODEL),
+])
+def test_model_from_a_job_output_is_stored_as_given(ml_client, uri, kind):
+    model = ml_client.models.create_or_update(Model(name="from-job", path=uri, type=kind))
     assert model.path == uri
     assert model.job_name == "sleepy_kiwi_1234"
     assert ml_client.models.get("from-job", version="1").path == uri

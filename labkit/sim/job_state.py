@@ -23,7 +23,11 @@ KIND = "job"
 TERMINAL_STATUSES = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 ARM_VERSION = re.compile(r"/(?:data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
-JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<path>.*))?$")
+# ``azureml://jobs/<job>/outputs/<output>[/paths/<path>]``; the artifacts output also takes its
+# path with no ``paths/`` (``.../outputs/artifacts/outputs/model.pkl``), the form Microsoft's
+# AutoML samples register and deploy models with.
+JOB_OUTPUT_URI = re.compile(
+    r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:(?:/paths/|(?<=/artifacts)/)(?P<path>.*))?$")
 
 
 class Canceled(Exception):

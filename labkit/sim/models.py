@@ -35,12 +35,12 @@ from azure.ai.ml.operations import ModelOperations as _SdkModelOperations
 
 from labkit.sim._assets import VersionedAssetOperations, invalid
 from labkit.sim._base import bad_request, not_found, pages
+from labkit.sim.job_state import JOB_OUTPUT_URI
 from labkit.sim.storage import datastore_folder
 
 MODEL_TYPES = (AssetTypes.CUSTOM_MODEL, AssetTypes.MLFLOW_MODEL, AssetTypes.TRITON_MODEL)
 # Where a model is registered from a job's output: stored as given, resolved to the job's files
 # (``outputs/artifacts/...`` is the job's artifact folder) to read an MLflow model's flavors.
-JOB_OUTPUT_URI = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(/paths/(?P<path>.*))?$")
 MLFLOW_RUN_URI = re.compile(r"^runs:/(?P<job>[^/]+)/(?P<path>.*)$")
 LONG_DATASTORE_URI = re.compile(r"^azureml://subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+"
                                 r"/datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
