@@ -29,10 +29,10 @@ book: $(INSTALLED)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# Two pytest workers: the labs and the book build (one group, sharing each lab's execution)
-# on one, the unit tests on the other (tests/conftest.py).
+# Two pytest workers: the labs and the book build (one module, sharing each lab's execution)
+# on one, the unit tests on the other (tests/test_labs.py).
 test: $(INSTALLED)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # A developer's quick loop: everything but the lab executions and the book build.
 test-fast: $(INSTALLED)

@@ -55,7 +55,7 @@ def main() -> None:
             seconds, code = timed(book)
             results[label] = {"wall_s": seconds, "exit": code}
         if args.suite:
-            seconds, code = timed([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q"], cwd=REPO)
+            seconds, code = timed([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q"], cwd=REPO)
             results["make_test"] = {"wall_s": seconds, "exit": code}
 
     for workers in (1, 2):

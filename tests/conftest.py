@@ -82,18 +82,12 @@ def ml_client(sim_root):
 
 # --- labs: each executed once per session, shared by the lab tests and the book test ---------
 
-def pytest_collection_modifyitems(config, items):
-    """The lab and book tests share one session's lab executions: under pytest-xdist they go
-    to one worker together (``--dist loadgroup``), while the other worker takes the rest."""
-    for item in items:
-        if item.get_closest_marker("lab") or item.get_closest_marker("book"):
-            item.add_marker(pytest.mark.xdist_group("labs"))
-
-
 @pytest.fixture(scope="session")
 def lab_executions(request, tmp_path_factory):
     """The labs this session's selected tests need (every lab for the book build), started
-    together in the background the first time a test asks for one."""
+    together in the background the first time a test asks for one. The tests that use it are
+    in one module (test_labs.py), so under ``--dist loadfile`` one worker runs them all and
+    executes each lab once, while the other worker takes the rest of the suite."""
     from lab_executions import LabExecutions, run_labs
 
     every_lab = run_labs.discover(run_labs.ROOT / "labs")

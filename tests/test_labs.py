@@ -1,16 +1,34 @@
-"""Every lab under labs/ runs on the simulated workspace, and its checked outputs reproduce.
+"""Every lab under labs/ runs on the simulated workspace, its checked outputs reproduce, and
+the whole book builds, warning-free, with every lab's executed output on its page.
 
 Each lab runs through the lab runner as CI and the book run it (papermill, CI parameters,
 a fresh workspace); then nbval executes the executed notebook again, in a fresh workspace,
-and compares the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``. The executions are
-shared with the book test (see ``lab_executions.py``), so each lab executes twice per session.
+and compares the outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``. The book build runs
+the same command as ``make book``, into a temporary folder so the developer's own ``_build``
+is left alone, and does not execute the labs a third time: its execution cache is filled
+from the lab runner's notebooks of this session, and the test checks that the build took
+every lab from there (``make book`` itself executes every lab at its full-size defaults).
+
+The lab and book tests share one session's executions (``lab_executions.py``), so they live
+in this one module: ``make test`` runs pytest-xdist with ``--dist loadfile``, which gives a
+module to one worker, so each lab executes twice per run while the other worker takes the
+rest of the suite. Slow; select or skip them with ``-m lab`` / ``-m book``.
 """
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
 import jupytext
 import nbformat
 import pytest
+from jupyter_cache import get_cache
 from nbval.plugin import find_comment_markers
 
-from lab_executions import run_labs, tracebacks
+from lab_executions import run_labs, seed_execution_cache, tracebacks
 
 LABS = run_labs.discover(run_labs.ROOT / "labs")
 CHECK_OUTPUT = ("check", True)  # what nbval makes of a "# NBVAL_CHECK_OUTPUT" comment
@@ -44,3 +62,83 @@ def test_lab_runs_and_reproduces(lab, lab_executions):
     assert any(checks_output(c) and c.outputs for c in executed.cells), \
         "the cells marked # NBVAL_CHECK_OUTPUT print nothing, so nbval compares nothing"
     assert execution.nbval_failure is None, "nbval failed:\n" + execution.nbval_failure
+
+
+# --- the book ---------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+INTRO_LAB_PAGE = Path("labs/00-introduction/course-data.html")
+
+
+class CellOutputTags(HTMLParser):
+    """Collects the tags that appear inside executed cell outputs of a myst-nb page."""
+
+    VOID = {"img", "br", "hr", "input", "meta", "link", "source", "wbr", "col", "area"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[bool] = []  # one entry per open element: inside an output?
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        inside = bool(self.stack) and self.stack[-1]
+        if inside:
+            self.tags.append(tag)
+        classes = (dict(attrs).get("class") or "").split()
+        if tag not in self.VOID:
+            self.stack.append(inside or "cell_output" in classes)
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+
+
+def output_tags(html: str) -> list[str]:
+    parser = CellOutputTags()
+    parser.feed(html)
+    return parser.tags
+
+
+def test_output_tags_only_counts_cell_outputs():
+    page = ('<img src="logo.svg"><table></table>'
+            '<div class="cell_output docutils container"><div><img src="_images/a.png">'
+            '</div></div><p>text</p>')
+    assert output_tags(page) == ["div", "img"]
+
+
+@pytest.mark.book
+def test_book_builds_without_warnings(tmp_path, lab_executions):
+    cache_path = tmp_path / "_build" / ".jupyter_cache"
+    labs = run_labs.discover(run_labs.ROOT / "labs")
+    for lab in labs:
+        execution = lab_executions.get(lab)
+        assert execution.record["status"] == "passed", f"lab {lab.id} failed, see its own test"
+        seed_execution_cache(cache_path, lab, execution.notebook, execution.record["seconds"])
+
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    env = {
+        **os.environ,
+        "LABKIT_BACKEND": "simulated",
+        "LABKIT_SIM_ROOT": str(tmp_path / "sim"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(REPO), "--path-output", str(tmp_path),
+         "--warningiserror", "--nitpick", "--keep-going"],
+        env=env, capture_output=True, text=True,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-8000:]
+    # A lab the cache missed would have been executed by the build and cached beside ours.
+    assert len(get_cache(str(cache_path)).list_cache_records()) == len(labs), \
+        "the build executed a lab itself instead of taking the runner's outputs:\n" + log[-4000:]
+
+    html = tmp_path / "_build" / "html"
+    assert (html / "index.html").is_file()
+    lab_page = html / INTRO_LAB_PAGE
+    assert lab_page.is_file(), f"{INTRO_LAB_PAGE} was not built"
+
+    # The lab page shows what its cells produced: a plot and a table.
+    tags = output_tags(lab_page.read_text(encoding="utf-8"))
+    assert "img" in tags, "the intro lab's page has no image output"
+    assert "table" in tags, "the intro lab's page has no table output"
