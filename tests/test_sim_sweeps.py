@@ -358,6 +358,24 @@ def test_grid_sweep_runs_every_combination(ml_client, src):
     assert float(finished.properties["score"]) == 21
 
 
+def test_a_sweeps_own_job_takes_no_node_so_its_trials_use_them_all(ml_client, src):
+    from azure.ai.ml.entities import AmlCompute
+
+    ml_client.begin_create_or_update(AmlCompute(name="two-nodes", size="Standard_DS3_v2", max_instances=2)).result()
+    (src / "nap.py").write_text("import time, mlflow\nwith mlflow.start_run():\n    time.sleep(3)\n"
+                                "    mlflow.log_metric('score', 1)\n")
+    base = command(code=str(src), command="python nap.py ${{inputs.x}}", inputs={"x": 0}, environment=ENV,
+                   compute="two-nodes")
+    job = base(x=Choice([1, 2])).sweep(sampling_algorithm="grid", primary_metric="score", goal="maximize",
+                                       max_concurrent_trials=2)
+    finished = wait(ml_client, ml_client.jobs.create_or_update(job).name)
+    assert finished.status == "Completed"
+    first, second = (job_state.runtime(ml_client._sim_workspace, c.name)
+                     for c in ml_client.jobs.list(parent_job_name=finished.name))
+    # Both trials held a node at once (ISO times compare in order).
+    assert first["start_time"] < second["end_time"] and second["start_time"] < first["end_time"]
+
+
 def test_canceling_a_sweep_cancels_its_running_trials(ml_client, src):
     (src / "slow.py").write_text("import time\ntime.sleep(60)\n")
     base = command(code=str(src), command="python slow.py ${{inputs.a}}", inputs={"a": 0}, environment=ENV)

@@ -46,6 +46,7 @@ JOB_TYPE_RUNNERS: dict[str, str] = {
     "BatchScoring": "labkit.sim.batch_scoring:run",
     "Monitor": "labkit.sim.monitoring:run",
 }
+PARENTS_WITHOUT_A_NODE = ("Sweep", "Pipeline")
 # A job whose ``properties`` name its runner here is run by that runner, whatever its jobType
 # (a batch endpoint's job is a pipeline job to the SDK, but is not run as a graph of steps).
 RUNNER_PROPERTY = "labkit.sim.runner"
@@ -81,8 +82,10 @@ def wait_for_a_node(workspace: SimWorkspace, name: str) -> None:
             mine, created = jobs[name]
             if mine["status"] not in ("NotStarted", "Queued"):
                 raise Canceled()  # CancelRequested (or ended) before it got a node
+            # A sweep's or a pipeline's own job only oversees its children, which take the nodes.
             same_compute = [(props, at) for other, (props, at) in jobs.items()
-                            if other != name and props.get("computeId") == compute_id]
+                            if other != name and props.get("computeId") == compute_id
+                            and props.get("jobType") not in PARENTS_WITHOUT_A_NODE]
             running = sum(1 for props, _ in same_compute if props.get("status") == "Running")
             # First come, first served: a job submitted earlier and still waiting goes first.
             earlier_waiting = any(props.get("status") in ("NotStarted", "Queued") and at < created
