@@ -82,6 +82,23 @@ def ml_client(sim_root):
 
 # --- labs: each executed once per session, shared by the lab tests and the book test ---------
 
+def pytest_sessionstart(session):
+    session.config._labs_report_since = __import__("time").time()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The runner's table for the labs this session ran (written by a worker under xdist), so
+    every run of the suite shows each lab's time and peak memory."""
+    import json
+
+    from lab_executions import REPORT, run_labs
+
+    since = getattr(config, "_labs_report_since", None)
+    if since is None or not REPORT.exists() or REPORT.stat().st_mtime < since:
+        return
+    terminalreporter.write_sep("-", "labs: the runner's time and peak memory at CI sizes")
+    terminalreporter.write_line(run_labs.format_table(json.loads(REPORT.read_text())))
+
 @pytest.fixture(scope="session")
 def lab_executions(request, tmp_path_factory):
     """The labs this session's selected tests need (every lab for the book build), started

@@ -14,6 +14,7 @@ nbval/plugin.py), so the lab's relative paths resolve in the mirrored folder the
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -30,6 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import run_labs  # noqa: E402
 
 LAB_WORKERS = int(os.environ.get("LABKIT_TEST_LAB_WORKERS", "2"))
+# The runner's records of a session's labs, for the summary the suite prints at its end (conftest.py).
+REPORT = ROOT / "_build" / "test-labs" / "report.json"
 CELL_TIMEOUT_S = 600
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours, unreadable in a report
 PAPERMILL_PARAMETERS_TAG = "injected-parameters"
@@ -94,6 +97,9 @@ class LabExecutions:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        records = [f.result().record for f in self._futures.values() if f.done() and not f.cancelled()]
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(json.dumps(records, indent=2) + "\n")
 
 
 def seed_execution_cache(cache_path: Path, lab: run_labs.Lab, executed: Path, seconds: float) -> None:
