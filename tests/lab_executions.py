@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +81,6 @@ class LabExecutions:
         for folder in sorted({lab.folder for lab in labs}):
             run_labs.mirror(folder, out)
         self._pool = ThreadPoolExecutor(max_workers=max(1, LAB_WORKERS))
-        self._lock = threading.Lock()
         self._futures: dict[str, Future] = {lab.id: self._pool.submit(self._execute, lab) for lab in labs}
 
     def _execute(self, lab: run_labs.Lab) -> LabExecution:
