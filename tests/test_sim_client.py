@@ -6,10 +6,14 @@ import json
 import pytest
 from azure.ai.ml import MLClient
 from azure.ai.ml.operations import DataOperations, DatastoreOperations, WorkspaceOperations
+from azure.core.exceptions import HttpResponseError
 from azure.identity import AzureCliCredential, DefaultAzureCredential, InteractiveBrowserCredential, ManagedIdentityCredential
 
 import labkit
 from labkit import sim
+
+SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+OTHER_SUBSCRIPTION = "66666666-7777-8888-9999-000000000000"
 
 
 @pytest.fixture
@@ -19,7 +23,7 @@ def activated(sim_root):
 
 
 def test_mlclient_constructor_gives_a_simulated_client_while_active(activated):
-    client = MLClient(DefaultAzureCredential(), "sub-1", "rg-1", "ws-one")
+    client = MLClient(DefaultAzureCredential(), SUBSCRIPTION, "rg-1", "ws-one")
     assert isinstance(client, MLClient)
     assert isinstance(client, sim.SimMLClient)
     assert client.workspace_name == "ws-one"
@@ -28,19 +32,45 @@ def test_mlclient_constructor_gives_a_simulated_client_while_active(activated):
 
 
 def test_from_config_reads_config_json(activated, tmp_path, monkeypatch):
-    config = {"subscription_id": "sub-2", "resource_group": "rg-2", "workspace_name": "ws-from-config"}
+    config = {"subscription_id": OTHER_SUBSCRIPTION, "resource_group": "rg-2", "workspace_name": "ws-from-config"}
     (tmp_path / "config.json").write_text(json.dumps(config))
     monkeypatch.chdir(tmp_path)
     client = MLClient.from_config(credential=DefaultAzureCredential())
     assert isinstance(client, sim.SimMLClient)
     assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (
-        "sub-2", "rg-2", "ws-from-config")
+        OTHER_SUBSCRIPTION, "rg-2", "ws-from-config")
 
 
 def test_from_config_without_a_file_uses_default_names(activated, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     client = MLClient.from_config(DefaultAzureCredential())
     assert client.workspace_name == sim.config.DEFAULT_WORKSPACE
+
+
+def test_placeholder_names_build_a_client_whose_first_call_fails_as_on_azure(activated):
+    """The azureml-examples notebooks' ``MLClient(credential, "<SUBSCRIPTION_ID>", ...)``: the SDK
+    builds it without a call; Azure Resource Manager then answers 400 InvalidSubscriptionId."""
+    client = MLClient(DefaultAzureCredential(), "<SUBSCRIPTION_ID>", "<RESOURCE_GROUP>", "<AML_WORKSPACE_NAME>")
+    assert client.workspace_name == "<AML_WORKSPACE_NAME>"
+    assert not activated.exists()  # no workspace was reached, so none is provisioned
+    listing = client.data.list()  # a listing calls the service when it is iterated
+    for call in (lambda: client.workspaces.get(), lambda: list(listing), lambda: client.compute.get("cpu-cluster")):
+        with pytest.raises(HttpResponseError, match="InvalidSubscriptionId") as refused:
+            call()
+        assert refused.value.status_code == 400
+        assert "'<SUBSCRIPTION_ID>' is malformed or invalid" in str(refused.value)
+
+
+def test_placeholder_client_leaves_mlflow_on_the_configured_workspace(activated, tmp_path, monkeypatch):
+    """The usual fallback: ``from_config`` in a try block, placeholders in the except branch."""
+    import mlflow
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"subscription_id": SUBSCRIPTION, "resource_group": "rg-1", "workspace_name": "ws-configured"}))
+    monkeypatch.chdir(tmp_path)
+    configured = MLClient.from_config(DefaultAzureCredential())
+    MLClient(DefaultAzureCredential(), "<SUBSCRIPTION_ID>", "<RESOURCE_GROUP>", "<AML_WORKSPACE_NAME>")
+    assert mlflow.get_tracking_uri() == configured.workspaces.get().mlflow_tracking_uri
 
 
 @pytest.mark.parametrize("credential_class", [
@@ -155,3 +185,4 @@ def test_mlflow_tracks_into_the_workspace(ml_client, tmp_path, monkeypatch):
         assert not (tmp_path / "mlruns").exists()
     finally:
         mlflow.set_tracking_uri(None)
+

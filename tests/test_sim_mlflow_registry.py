@@ -12,6 +12,8 @@ from azure.ai.ml import command
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Model
 
+SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"  # a subscription id as config.json holds one
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
@@ -77,7 +79,7 @@ def test_activate_with_a_configured_workspace_sets_the_tracking_uri(sim_root, tm
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "config.json").write_text(json.dumps(
-        {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace_name": "ws-configured"}))
+        {"subscription_id": SUBSCRIPTION, "resource_group": "rg-1", "workspace_name": "ws-configured"}))
     monkeypatch.chdir(tmp_path)
     with sim.activate(root=sim_root):
         assert mlflow.get_tracking_uri().endswith("/ws-configured/mlflow")

@@ -132,10 +132,14 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
 
 def _use_configured_workspace_for_mlflow() -> None:
     """With a ``config.json`` in reach, the notebook is "on a compute instance" of that workspace."""
+    from labkit.sim.client import malformed_subscription
     from labkit.workspace_config import find_config
 
-    if find_config(None, None):
-        use_workspace_tracking_uri(config.open_workspace(config.resolve_root(), *config.names_from_config(None, None)))
+    if not find_config(None, None):
+        return
+    names = config.names_from_config(None, None)
+    if not malformed_subscription(names[0]):  # a placeholder names no workspace to reach
+        use_workspace_tracking_uri(config.open_workspace(config.resolve_root(), *names))
 
 
 def deactivate() -> None:

@@ -8,14 +8,19 @@ refuse every call with ``NotImplementedError`` rather than reach for Azure.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import uuid
 from typing import Any
 
 from azure.ai.ml import MLClient
 from azure.ai.ml.constants._common import AzureMLResourceType
+from azure.core.exceptions import HttpResponseError
+from azure.core.paging import ItemPaged
 
 from labkit.sim import config
-from labkit.sim._base import SimOperations
+from labkit.sim._base import SimOperations, service_error
 from labkit.sim.credentials import SimulatedCredential
 
 # client attribute -> (operations-container key, "module:Class" of the simulated group)
@@ -48,6 +53,51 @@ def _refusing_group(real_class: type) -> type:
     return type(f"Unsimulated{real_class.__name__}", (SimOperations, real_class), {})
 
 
+def malformed_subscription(subscription_id: str) -> bool:
+    """Whether Azure Resource Manager refuses ``subscription_id`` as no subscription id at all.
+
+    ARM takes a GUID there; anything else (a notebook's ``"<SUBSCRIPTION_ID>"`` placeholder,
+    a subscription's display name) gets 400 ``InvalidSubscriptionId``. ``uuid.UUID`` accepts the
+    same spellings as .NET's ``Guid.TryParse`` (with or without hyphens or braces).
+    """
+    try:
+        uuid.UUID(subscription_id)
+    except ValueError:
+        return True
+    return False
+
+
+def _invalid_subscription(subscription_id: str):
+    # ARM's answer for a malformed id in the URL, as management.azure.com sends it
+    # (body {"error": {"code": "InvalidSubscriptionId", "message": ...}}, status 400).
+    return service_error(HttpResponseError,
+                         f"The provided subscription identifier '{subscription_id}' is malformed or invalid.",
+                         400, code="InvalidSubscriptionId")
+
+
+def _raise(error: Exception):
+    raise error
+
+
+def _unreachable_group(real_class: type, subscription_id: str) -> type:
+    """A group whose every call fails as Azure answers a URL naming a malformed subscription.
+
+    The SDK builds its clients without a call, so on Azure ``MLClient(credential,
+    "<SUBSCRIPTION_ID>", ...)`` succeeds and the first operation that reaches the service fails.
+    """
+    def refusing(name, real):
+        @functools.wraps(real)
+        def refuse(self, *args, **kwargs):
+            if name == "list":  # a listing asks the service only when it is iterated
+                return ItemPaged(lambda token: _raise(_invalid_subscription(subscription_id)), lambda page: page)
+            raise _invalid_subscription(subscription_id)
+        return refuse
+
+    methods = {name: refusing(name, member) for name, member in inspect.getmembers(real_class, inspect.isfunction)
+               if not name.startswith("_")}
+    return type(f"Unreachable{real_class.__name__}", (real_class,), methods)
+
+
 class SimMLClient(MLClient):
     """An ``MLClient`` whose operations act on a simulated workspace folder."""
 
@@ -73,6 +123,10 @@ class SimMLClient(MLClient):
         )
         self._sim_root = config.resolve_root(root)
         self._sim_workspace = None
+        if malformed_subscription(self.subscription_id):
+            # Nothing is provisioned and MLflow keeps its tracking URI: no workspace is reached.
+            self._refuse_every_operation()
+            return
         if workspace_name:
             self._sim_workspace = config.open_workspace(
                 self._sim_root, self.subscription_id, self.resource_group_name, workspace_name)
@@ -83,16 +137,24 @@ class SimMLClient(MLClient):
 
     def _replace_operation_groups(self) -> None:
         simulated = {attr: _load(path) for attr, (_, path) in SIMULATED_GROUPS.items()}
-        for attr, value in list(vars(self).items()):
-            if not type(value).__module__.startswith("azure.ai.ml.operations"):
-                continue
+        for attr, value in self._sdk_groups():
             group_class = simulated.get(attr) or _refusing_group(type(value))
-            group = group_class(self._sim_workspace, root=self._sim_root,
-                                scope=(self.subscription_id, self.resource_group_name))
-            setattr(self, attr, group)
-            for key, registered in list(self._operation_container.all_operations.items()):
-                if registered is value:
-                    self._operation_container.add(key, group)
+            self._install(attr, value, group_class(self._sim_workspace, root=self._sim_root,
+                                                   scope=(self.subscription_id, self.resource_group_name)))
+
+    def _refuse_every_operation(self) -> None:
+        for attr, value in self._sdk_groups():
+            self._install(attr, value, object.__new__(_unreachable_group(type(value), self.subscription_id)))
+
+    def _sdk_groups(self) -> list[tuple[str, Any]]:
+        return [(attr, value) for attr, value in vars(self).items()
+                if type(value).__module__.startswith("azure.ai.ml.operations")]
+
+    def _install(self, attr: str, sdk_group: Any, group: Any) -> None:
+        setattr(self, attr, group)
+        for key, registered in list(self._operation_container.all_operations.items()):
+            if registered is sdk_group:
+                self._operation_container.add(key, group)
 
     def __repr__(self) -> str:
         return (f"SimMLClient(subscription_id={self.subscription_id}, "
