@@ -1,6 +1,7 @@
 """The simulated client as an unmodified Azure notebook would use it."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -186,3 +187,68 @@ def test_mlflow_tracks_into_the_workspace(ml_client, tmp_path, monkeypatch):
     finally:
         mlflow.set_tracking_uri(None)
 
+
+def test_a_new_workspaces_mlflow_database_has_the_schema_mlflow_itself_creates(tmp_path, monkeypatch):
+    """Each workspace's MLflow database starts as a copy of one empty schema made once per
+    MLflow version (labkit/sim/tracking.py): it must be what MLflow would have created."""
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from labkit.sim import tracking
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    stores = {name: tracking.tracking_store(tracking.tracking_uri(tmp_path / name / "mlflow"),
+                                            (tmp_path / name / "artifacts").as_uri())
+              for name in ("first", "second")}
+    SqlAlchemyStore(f"sqlite:///{tmp_path / 'by-mlflow.db'}", (tmp_path / "elsewhere").as_uri())
+
+    def schema(database):
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            return (sorted(db.execute("SELECT type, name, sql FROM sqlite_master")),
+                    db.execute("SELECT version_num FROM alembic_version").fetchall())
+
+    assert schema(tmp_path / "second" / "mlflow" / "mlflow.db") == schema(tmp_path / "by-mlflow.db")
+    assert len(list((tmp_path / "cache" / "labkit").glob("mlflow-*-empty.db"))) == 1, "made once"
+    for name, store in stores.items():  # MLflow added each one's default experiment, in its own root
+        assert store.get_experiment("0").artifact_location == (tmp_path / name / "artifacts" / "0").as_uri()
+
+
+# -- a listing survives one record the SDK cannot read back ---------------------------------------
+NO_PROPERTIES = {"properties": None}
+UNKNOWN_ACTION = {"properties": {"isEnabled": True, "action": {"actionType": "NoSuchAction"}}}
+
+
+@pytest.mark.parametrize("group, kind, name, version, parent, payload", [
+    ("datastores", "datastore", "broken", "", None, NO_PROPERTIES),
+    ("schedules", "schedule", "broken", "", None, UNKNOWN_ACTION),
+    ("online_endpoints", "online_endpoint", "broken", "", None, NO_PROPERTIES),
+    ("batch_endpoints", "batchEndpoint", "broken", "", None, NO_PROPERTIES),
+    ("online_deployments", "online_deployment", "endpoint-1", "broken", "online_endpoint", NO_PROPERTIES),
+    ("batch_deployments", "batchDeployment", "endpoint-1", "broken", "batchEndpoint", NO_PROPERTIES),
+])
+def test_a_listing_skips_a_record_that_cannot_be_read_back_and_names_it(ml_client, caplog, group, kind, name,
+                                                                         version, parent, payload):
+    """A record as an older simulation could have stored it costs the learner that one entry,
+    not the listing: the other records still list."""
+    store = ml_client._sim_workspace.store
+    operations = getattr(ml_client, group)
+    if parent:  # the deployment's endpoint, readable
+        with store.transaction() as db:
+            store.put(db, parent, name, "", _rest_class(parent)({"location": "eastus", "properties": {
+                "authMode": "Key"}, "identity": {"type": "SystemAssigned"}}))
+    before = [entity.name for entity in (operations.list(name) if parent else operations.list())]
+    with store.transaction() as db:
+        store.put(db, kind, name, version, _rest_class(kind)(payload))
+    with caplog.at_level("WARNING", logger="labkit.sim"):
+        after = [entity.name for entity in (operations.list(name) if parent else operations.list())]
+    assert after == before
+    assert "broken" in caplog.text and "cannot be read back" in caplog.text
+
+
+def _rest_class(kind: str) -> type:
+    from azure.ai.ml._restclient.arm_ml_service import models
+
+    return {"datastore": models.Datastore, "schedule": models.Schedule, "online_endpoint": models.OnlineEndpoint,
+            "batchEndpoint": models.BatchEndpoint, "online_deployment": models.OnlineDeployment,
+            "batchDeployment": models.BatchDeployment}[kind]

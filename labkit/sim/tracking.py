@@ -169,7 +169,50 @@ def _local_folder(file_uri: str) -> Path:
 def tracking_store(store_uri: str, artifact_uri: str | None = None):
     folder = _folder(store_uri)
     with _first_use_lock(folder):
+        database = folder / "mlflow.db"
+        if not database.exists():
+            _copy_empty_schema(database)
         return _store_classes()(_database(folder), artifact_uri or artifact_root(folder.parent).as_uri())
+
+
+def _copy_empty_schema(database: Path) -> None:
+    """Start a workspace's MLflow database as a copy of an empty one with the current schema.
+
+    MLflow creates its schema by running every alembic migration since its first release,
+    seconds on a slow machine, for each new workspace (every lab, and most tests). The
+    result depends only on MLflow's version, so it is made once per version in the user's
+    cache and copied; MLflow then opens it as a database it created (it adds the default
+    experiment itself, with this workspace's artifact root). Where the cache cannot be
+    written, MLflow creates the schema as usual."""
+    import shutil
+
+    import mlflow
+    from filelock import FileLock
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labkit"
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(template) + ".lock"):
+            if not template.exists():
+                _write_empty_schema(template)
+        shutil.copyfile(template, database)
+    except OSError:
+        database.unlink(missing_ok=True)
+
+
+def _write_empty_schema(template: Path) -> None:
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    partial = template.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{partial}")
+    try:
+        _initialize_tables(engine)  # what SqlAlchemyStore does with an empty database
+    finally:
+        engine.dispose()
+    partial.replace(template)  # whole or not at all: a crash leaves no half template
 
 
 @functools.lru_cache(maxsize=None)
