@@ -125,3 +125,35 @@ def test_which_commands_are_plain_python(tmp_path, cmd, plain):
     (tmp_path / "train.py").write_text("")
     env = {**os.environ, "PATH": f"{os.path.dirname(os.sys.executable)}{os.pathsep}{os.environ['PATH']}"}
     assert (warm_worker.plain_python(cmd, env, tmp_path) is not None) is plain
+
+
+def test_a_request_is_taken_between_preload_steps_not_after_them():
+    """The server's preload never delays a job: a waiting request goes before the next import."""
+    requests, sender = os.pipe()
+    steps = []
+
+    def step():
+        steps.append(len(steps))
+        if len(steps) in (2, 5):
+            os.write(sender, json.dumps({"op": "job", "after": len(steps)}).encode() + b"\n")
+        return len(steps) < 5
+
+    incoming = warm_worker._requests(requests, None, step)
+    assert next(incoming) == {"op": "job", "after": 2} and len(steps) == 2
+    assert next(incoming) == {"op": "job", "after": 5} and len(steps) == 5, "the other steps ran meanwhile"
+    os.close(sender)
+    assert list(incoming) == [] and len(steps) == 5, "no step after the last; a closed pipe ends it"
+    os.close(requests)
+
+
+def test_preload_stops_where_a_thread_would_make_forking_unsafe():
+    import threading
+
+    started = threading.Event()
+    preload = warm_worker._Preload(modules=())
+    preload.steps = [lambda: threading.Thread(target=started.wait, daemon=True).start(), lambda: None]
+    try:
+        assert preload.step() and not preload.fork_safe
+        assert not preload.step() and len(preload.steps) == 1, "no step runs once forking is unsafe"
+    finally:
+        started.set()

@@ -8,8 +8,10 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
 
 * the client starts one *warm server* (``python -m labkit.sim.warm_worker``) the first
   time it submits a job. The server imports all of that once, then forks a worker for each
-  job it is sent (a fork is copy-on-write: milliseconds, and no import). Each worker is a
-  session of its own whose parent exits at once, so it outlives the client, as a cold one does;
+  job it is sent (a fork is copy-on-write: milliseconds, and no import). It takes requests
+  from the start and imports between them, so the first job never waits for the whole
+  preload: it is forked warm with what is imported so far. Each worker is a session of its
+  own whose parent exits at once, so it outlives the client, as a cold one does;
 * a worker's first act, before it opens the store or MLflow, is to fork a clean *twin*:
   no connection, lock or thread crosses a fork. The twin serves its worker: it forks the
   worker's child jobs (a sweep's trials, a pipeline's steps) the same way, or it becomes
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import functools
 import importlib
 import importlib.machinery
 import json
@@ -45,11 +48,14 @@ import warnings
 from pathlib import Path
 
 ENABLED_VARIABLE = "LABKIT_SIM_WARM_WORKERS"
-# What jobs and their scripts import (each is skipped if it is not installed).
+# What jobs and their scripts import, in the order a job needs them (each is skipped if it
+# is not installed). MLflow's SQL stores open the job's run; skops is what MLflow 3 saves a
+# scikit-learn model with by default.
 PRELOAD = (
-    "labkit.sim.job_runner", "labkit.sim.client", "labkit.sim.sweep", "labkit.sim.pipeline",
-    "mlflow", "mlflow.sklearn", "pandas", "sklearn.ensemble", "sklearn.linear_model",
-    "sklearn.model_selection", "sklearn.metrics",
+    "labkit.sim.client", "labkit.sim.sweep", "labkit.sim.pipeline", "labkit.sim.tracking",
+    "mlflow", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+    "labkit.sim.mlflow_registry", "mlflow.sklearn", "pandas", "sklearn.ensemble", "sklearn.linear_model",
+    "sklearn.model_selection", "sklearn.metrics", "sklearn.pipeline", "sklearn.preprocessing", "skops.io",
 )
 # A client's server no one has sent a job for this long exits (its memory back); the next
 # job starts another.
@@ -125,7 +131,7 @@ def _current_server(log: Path) -> _Server | None:
 
 def start_job(workspace_folder: Path, name: str, log: Path) -> None:
     """Start a job's worker, warm where possible; its output goes to ``log``."""
-    global _server
+    global _server, _cold_here
     request = {"op": "job", "folder": str(workspace_folder), "name": name, "log": str(log),
                "env": dict(os.environ), "cwd": os.getcwd()}
     if enabled() and not _cold_here:
@@ -134,8 +140,12 @@ def start_job(workspace_folder: Path, name: str, log: Path) -> None:
                 server = _current_server(log)
                 if server is None:
                     break
-                if server.ask(request) == READY:
+                answer = server.ask(request)
+                if answer == READY:
                     return
+                if answer == COLD:  # one of its imports started a thread: forking is unsafe
+                    _cold_here = True
+                    break
                 _server = None
     with open(log, "ab") as output:
         worker = subprocess.Popen([sys.executable, "-m", "labkit.sim.job_runner", str(workspace_folder), name],
@@ -186,22 +196,51 @@ _startup_env: dict = dict(os.environ)
 _pristine_warning_filters: list = []
 
 
-def _preload() -> bool:
-    """Import what jobs need; False if that started a thread (forking would then be unsafe)."""
-    for module in PRELOAD:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-    return threading.active_count() == 1
+class _Preload:
+    """The server's imports, one step at a time, between requests."""
+
+    def __init__(self, modules=PRELOAD):
+        self.steps = [*(functools.partial(_import, module) for module in modules), _fill_mlflow_caches]
+        self.fork_safe = threading.active_count() == 1
+
+    def step(self) -> bool:
+        """Take the next step; False when there is none left (or forking became unsafe)."""
+        if not self.steps or not self.fork_safe:
+            return False
+        self.steps.pop(0)()
+        self.fork_safe = threading.active_count() == 1  # a thread does not survive a fork
+        return True
 
 
-def _requests(fd: int, idle_exit_s: float | None):
-    """Requests read from ``fd`` until it closes, or until none came for ``idle_exit_s``.
+def _import(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass
+
+
+def _fill_mlflow_caches() -> None:
+    """MLflow maps installed modules to their packages once per process, the first time a
+    model is saved (a scan of every installed distribution, a second or more): a job forked
+    from here inherits the map. The installed packages do not change while the server lives."""
+    try:
+        from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+    except ImportError:
+        return
+    _init_modules_to_packages_map()
+
+
+def _requests(fd: int, idle_exit_s: float | None, meanwhile=lambda: False):
+    """Requests read from ``fd`` until it closes, or until none came for ``idle_exit_s``;
+    while none is waiting, ``meanwhile()`` does a step of other work (until it returns False).
     Read unbuffered, so a request never waits in a buffer ``select`` cannot see."""
     buffer = b""
+    busy = True
     while True:
         while b"\n" not in buffer:
+            if busy and not select.select([fd], [], [], 0)[0]:
+                busy = meanwhile()
+                continue
             if idle_exit_s is not None and not select.select([fd], [], [], idle_exit_s)[0]:
                 return
             chunk = os.read(fd, 1 << 16)
@@ -212,10 +251,15 @@ def _requests(fd: int, idle_exit_s: float | None):
         yield json.loads(line)
 
 
-def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
-    """Answer requests from the fd ``requests`` on the text stream ``replies``."""
+def serve(requests: int, replies, idle_exit_s: float | None = None, preload: _Preload | None = None) -> None:
+    """Answer requests from the fd ``requests`` on the text stream ``replies``, importing
+    ``preload``'s modules while no request waits."""
     channel = (requests, replies)
-    for request in _requests(requests, idle_exit_s):
+    for request in _requests(requests, idle_exit_s, preload.step if preload else (lambda: False)):
+        if preload is not None and not preload.fork_safe:
+            replies.write(COLD + "\n")
+            replies.flush()
+            continue
         replies.write(READY + "\n")
         if request["op"] == "script":
             replies.flush()
@@ -348,10 +392,12 @@ def _exit(code: int) -> None:
 def main(warning_filters: list) -> None:
     """Serve a client: ``warning_filters`` are the interpreter's own, before labkit changed them."""
     _pristine_warning_filters[:] = warning_filters
-    safe = _preload()
-    print(READY if safe else COLD, flush=True)
-    if safe:
-        serve(sys.stdin.fileno(), sys.stdout, IDLE_EXIT_S)
+    from labkit.sim import job_runner  # noqa: F401 - what every worker runs
+
+    preload = _Preload()
+    print(READY if preload.fork_safe else COLD, flush=True)
+    if preload.fork_safe:
+        serve(sys.stdin.fileno(), sys.stdout, IDLE_EXIT_S, preload)
 
 
 if __name__ == "__main__":
