@@ -42,7 +42,7 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
-from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
 from labkit.sim.store import load_rest_class
 
 ENDPOINT_KIND = "batchEndpoint"
@@ -94,7 +94,7 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
 
     def list(self, endpoint_name: str) -> ItemPaged[BatchDeployment]:
         self._endpoint_row(endpoint_name)
-        return pages(self._entity(row) for row in self._store.versions(DEPLOYMENT_KIND, endpoint_name))
+        return pages(readable(self._store.versions(DEPLOYMENT_KIND, endpoint_name), self._entity))
 
     def list_jobs(self, endpoint_name: str, *, name: Optional[str] = None):
         from labkit.sim.batch_endpoints import BatchEndpointOperations

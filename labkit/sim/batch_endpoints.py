@@ -42,7 +42,7 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from labkit.sim import job_state
-from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
 from labkit.sim.batch_deployments import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.storage import DEFAULT_DATASTORE
 
@@ -86,7 +86,7 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
 
     # -- reading --------------------------------------------------------------------------------------
     def list(self) -> ItemPaged[BatchEndpoint]:
-        return pages(self._entity(row) for row in self._store.list(ENDPOINT_KIND))
+        return pages(readable(self._store.list(ENDPOINT_KIND), self._entity))
 
     def get(self, name: str) -> BatchEndpoint:
         return self._entity(self._row(name))

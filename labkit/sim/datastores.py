@@ -19,7 +19,7 @@ from azure.ai.ml.entities import (
 )
 from azure.ai.ml.operations import DatastoreOperations as _SdkDatastoreOperations
 
-from labkit.sim._base import SimOperations, bad_request, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, not_found, pages, readable, with_service_fields
 from labkit.sim.storage import DEFAULT_DATASTORE, KIND, container_folder
 from labkit.sim.workspace import SimWorkspace
 
@@ -70,6 +70,9 @@ class DatastoreOperations(SimOperations, _SdkDatastoreOperations):
         row = self._store.get(KIND, name.lower())
         if row is None:
             raise not_found(f"Datastore '{name}' was not found in workspace '{self._workspace.name}'.")
+        return self._entity_of(row, include_secrets)
+
+    def _entity_of(self, row, include_secrets: bool) -> Datastore:
         rest = with_service_fields(row, self._workspace.child_id("datastores", row.name), row.name)
         if include_secrets:
             secrets = self._store.get_secret(KIND, row.name)
@@ -80,7 +83,7 @@ class DatastoreOperations(SimOperations, _SdkDatastoreOperations):
         return Datastore._from_rest_object(rest)
 
     def list(self, *, include_secrets: bool = False) -> Iterable[Datastore]:
-        return pages(self._entity(name, include_secrets) for name in self._store.names(KIND))
+        return pages(readable(self._store.list(KIND), lambda row: self._entity_of(row, include_secrets)))
 
     def get(self, name: str, *, include_secrets: bool = False) -> Datastore:
         return self._entity(name, include_secrets)

@@ -43,7 +43,7 @@ from azure.core.polling import LROPoller, NoPolling
 from labkit.sim import conda
 from labkit.sim import online_runtime as runtime
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
-from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, service_error, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, service_error, with_service_fields
 from labkit.sim.storage import datastore_folder
 from labkit.sim.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.vm_sizes import find_size
@@ -113,7 +113,7 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
     def list(self, endpoint_name: str, *, local: bool = False) -> ItemPaged[OnlineDeployment]:
         self._refuse_local(local)
         self._endpoint_row(endpoint_name)
-        return pages(self._entity(row) for row in self._store.versions(DEPLOYMENT_KIND, endpoint_name))
+        return pages(readable(self._store.versions(DEPLOYMENT_KIND, endpoint_name), self._entity))
 
     def get_logs(self, name: str, endpoint_name: str, lines: int, *, container_type: Optional[str] = None,
                  local: bool = False) -> str:

@@ -38,7 +38,7 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from labkit.sim import online_runtime as runtime
-from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
 from labkit.sim.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.store import load_rest_class
 
@@ -133,7 +133,7 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
     # -- reading --------------------------------------------------------------------------------------
     def list(self, *, local: bool = False) -> ItemPaged[OnlineEndpoint]:
         self._refuse_local(local)
-        return pages(self._entity(row) for row in self._store.list(ENDPOINT_KIND))
+        return pages(readable(self._store.list(ENDPOINT_KIND), self._entity))
 
     def get(self, name: str, *, local: bool = False) -> OnlineEndpoint:
         self._refuse_local(local)

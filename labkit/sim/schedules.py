@@ -35,7 +35,7 @@ from azure.ai.ml.entities._schedule.schedule import ScheduleTriggerResult
 from azure.ai.ml.operations import ScheduleOperations as _SdkScheduleOperations
 from azure.core.polling import LROPoller
 
-from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, with_service_fields
+from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
 from labkit.sim.store import load_rest_class
 from labkit.sim.triggers import Trigger, TriggerError
 from labkit.sim.workspace import SimWorkspace
@@ -94,7 +94,7 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
         if keep is None:
             raise bad_request(f"list_view_type {list_view_type!r} is not one of EnabledOnly, DisabledOnly, All.")
         rows = [r for r in self._store.list(KIND) if keep(bool(r.payload["properties"].get("isEnabled")))]
-        return pages(self._entity(r) for r in rows)
+        return pages(readable(rows, self._entity))
 
     # -- writing ------------------------------------------------------------------------------
     def begin_create_or_update(self, schedule: Schedule, **kwargs: Any) -> LROPoller[Schedule]:
