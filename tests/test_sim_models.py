@@ -9,7 +9,7 @@ import pytest
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import AssetPathException, ValidationException
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -74,20 +74,26 @@ def test_a_version_cannot_change_its_files(ml_client, pickled_model, tmp_path):
     assert ml_client.models.get("fixed", version="1").path.endswith("/model.pkl")
 
 
-def test_tags_description_and_stage_can_be_updated(ml_client, pickled_model):
+def test_only_tags_and_description_of_a_version_can_be_updated(ml_client, pickled_model):
+    """"Work with models", Update: only description and tags can be updated; a new stage takes
+    a new version."""
     ml_client.models.create_or_update(Model(name="tagged", path=pickled_model, tags={"team": "a"}))
     model = ml_client.models.get("tagged", version="1")
     assert model.stage == "Development"
     model.tags["accuracy"] = "0.91"
     model.description = "now described"
-    model.stage = "Production"
     ml_client.models.create_or_update(model)
     updated = ml_client.models.get("tagged", version="1")
     assert updated.tags == {"team": "a", "accuracy": "0.91"}
     assert updated.description == "now described"
-    assert updated.stage == "Production"
-    assert [m.version for m in ml_client.models.list(name="tagged")] == ["1"]
-    assert [m.version for m in ml_client.models.list(name="tagged", stage="Production")] == ["1"]
+    updated.stage = "Production"
+    with pytest.raises(HttpResponseError, match="only the description and tags") as refused:
+        ml_client.models.create_or_update(updated)
+    assert refused.value.status_code == 400
+    assert ml_client.models.get("tagged", version="1").stage == "Development"
+    ml_client.models.create_or_update(Model(name="tagged", path=pickled_model, stage="Production"))
+    assert sorted(m.version for m in ml_client.models.list(name="tagged")) == ["1", "2"]
+    assert [m.version for m in ml_client.models.list(name="tagged", stage="Production")] == ["2"]
     assert list(ml_client.models.list(name="tagged", stage="Archived")) == []
 
 

@@ -5,8 +5,10 @@ What the service adds to the SDK's own checks, and the simulation with it:
   long ``azureml://subscriptions/.../datastores/<name>/paths/...`` URI;
 - an ``mlflow_model`` must be a folder whose ``MLmodel`` file MLflow can load; the service
   reads the flavors from it, so ``get`` returns them;
-- a version's path, type and flavors never change; re-sending the version may change its
-  description, tags and stage, and add properties, but not replace a property's value;
+- a version's path, type, flavors and stage never change; re-sending the version may change
+  its description and tags, and add properties, but not replace a property's value ("Work
+  with models", Update: only description and tags can be updated, all other properties are
+  immutable; a new stage takes a new version);
 - a model registered from a job output (``azureml://jobs/<job>/outputs/<output>/...``)
   records the job's name.
 """
@@ -197,6 +199,10 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
         """What an existing version becomes when sent again: only the mutable parts change."""
         if (old.get("modelUri"), old.get("modelType")) != (new.get("modelUri"), new.get("modelType")):
             self._refuse_changed_version(name, version)
+        if new.get("stage") and new["stage"] != old.get("stage"):
+            raise bad_request(f"The stage of model {name} version {version} is {old.get('stage')} and cannot be "
+                              f"changed to {new['stage']}: only the description and tags of a model version can "
+                              "be updated. Register a new version with that stage.")
         merged_properties = dict(old.get("properties") or {})
         for key, value in (new.get("properties") or {}).items():
             if key in merged_properties and merged_properties[key] != value:
@@ -208,5 +214,5 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
             "description": new.get("description"),
             "tags": new.get("tags") or {},
             "properties": merged_properties,
-            "stage": new.get("stage") or old.get("stage"),
+            "stage": old.get("stage"),
         }
