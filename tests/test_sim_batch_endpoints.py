@@ -291,6 +291,16 @@ def test_refusals(ml_client, workspace, tmp_path):
             name="lost", endpoint_name="summer-batch", model=workspace["model"], environment=ENVIRONMENT,
             code_configuration=CodeConfiguration(code=str(workspace["code"]), scoring_script="score.py"),
             compute="missing-cluster"))
+    # Curated environments are not supported in batch deployments ("Deploy models for scoring in
+    # batch endpoints"), by name or by registry URI.
+    for curated in ("azureml:AzureML-sklearn-1.5@latest",
+                    "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"):
+        with pytest.raises(HttpResponseError, match="curated environments are not supported") as refused:
+            deployments.begin_create_or_update(ModelBatchDeployment(
+                name="curated", endpoint_name="summer-batch", model=workspace["model"], environment=curated,
+                code_configuration=CodeConfiguration(code=str(workspace["code"]), scoring_script="score.py"),
+                compute="batch-cluster"))
+        assert refused.value.status_code == 400
     # A model that is not an MLflow model needs a scoring script.
     with pytest.raises(HttpResponseError, match="no scoring script"):
         deployments.begin_create_or_update(ModelBatchDeployment(

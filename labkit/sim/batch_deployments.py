@@ -13,6 +13,9 @@ endpoints", "Deploy MLflow models in batch deployments"):
   Kubernetes compute of the workspace; there is no serverless compute for model deployments;
 - a model that is not an MLflow model needs a scoring script, and a scoring script needs an
   environment; an MLflow model may come with neither (the service supplies both);
+- that environment is the learner's own: curated environments are not supported in batch
+  deployments ("Deploy models for scoring in batch endpoints": use the base image of a curated
+  environment in an environment of your own);
 - left out, the settings are: ``mini_batch_size`` 10, ``max_concurrency_per_instance`` 1,
   ``instance_count`` 1, ``error_threshold`` -1, ``retry_settings`` 3 tries of 30 seconds,
   ``output_action`` append_row, ``output_file_name`` predictions.csv, ``logging_level`` info;
@@ -33,7 +36,7 @@ from typing import Any, Optional
 from azure.ai.ml._restclient.arm_ml_service.models import BatchDeployment as RestBatchDeployment
 from azure.ai.ml._utils._endpoint_utils import validate_scoring_script
 from azure.ai.ml.constants._common import ANONYMOUS_COMPONENT_NAME
-from azure.ai.ml.entities import BatchDeployment, PipelineComponent
+from azure.ai.ml.entities import BatchDeployment, Environment, PipelineComponent
 from azure.ai.ml.entities._deployment.pipeline_component_batch_deployment import PipelineComponentBatchDeployment
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import BatchDeploymentOperations as _SdkBatchDeploymentOperations
@@ -43,6 +46,7 @@ from azure.core.polling import LROPoller
 
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
+from labkit.sim.curated import find_curated
 from labkit.sim.store import load_rest_class
 
 ENDPOINT_KIND = "batchEndpoint"
@@ -182,9 +186,21 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
 
     # -- what the SDK and the service resolve -------------------------------------------------------
     def _resolve_dependencies(self, deployment) -> None:
+        self._refuse_curated_environment(deployment)
         super()._resolve_dependencies(deployment)
         if deployment.compute is not None:
             deployment.compute = str(getattr(deployment.compute, "name", deployment.compute))
+
+    def _refuse_curated_environment(self, deployment) -> None:
+        if deployment.environment is None or isinstance(deployment.environment, Environment):
+            return
+        environment = self._group("_environments")._resolve_reference(str(deployment.environment))
+        # Curated environments are the azureml registry's; the simulation knows no other registry.
+        if find_curated(environment.name) or str(environment.id).startswith("azureml://registries/"):
+            raise bad_request(f"Deployment '{deployment.name}': environment {deployment.environment} is a curated "
+                              "environment, and curated environments are not supported in batch deployments. "
+                              "Create an environment of your own (its image may be the curated environment's "
+                              f"base image, {environment.image}) with the packages your scoring script needs.")
 
     def _check_model_deployment(self, name: str, props: dict) -> None:
         compute = props.get("compute")
