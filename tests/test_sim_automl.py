@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from azure.ai.ml import Input, automl
-from azure.ai.ml.automl import ClassificationModels
+from azure.ai.ml.automl import ClassificationModels, ColumnTransformer
 from azure.ai.ml.entities import Data, Model
 from azure.ai.ml.exceptions import JobException
 from azure.core.exceptions import HttpResponseError
@@ -24,6 +24,8 @@ from labkit.sim import job_state
 from labkit.sim.automl import (
     AUTOML_ENVIRONMENT,
     BEST_CHILD_TAG,
+    Plan,
+    _featurizer,
     classification_metrics,
     forecasting_metrics,
     norm_macro_recall,
@@ -173,6 +175,30 @@ def test_refusals(ml_client, diabetes_table, tmp_path):
     with pytest.raises(HttpResponseError, match="either validation_data or n_cross_validations"):
         ml_client.jobs.create_or_update(classification(validation_data=Input(type="mltable", path=diabetes_table)))
     assert list(ml_client.jobs.list()) == []  # nothing refused was recorded
+
+
+# -- featurization ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, imputer, encoder", [("auto", "mean", "onehot"), ("custom", "median", "ordinal")])
+def test_featurization_customizations_apply_in_custom_mode_only(mode, imputer, encoder):
+    """The SDK sends blocked transformers, column types and transformer parameters whatever the
+    mode; the service applies them with mode="custom" (REST API, featurization mode)."""
+    job = automl.classification(training_data=Input(type="mltable", path="azureml:diabetes-table:1"),
+                                target_column_name="diabetic", primary_metric="accuracy", n_cross_validations=3)
+    job.set_featurization(mode=mode, blocked_transformers=["OneHotEncoder"],
+                          column_name_and_types={"pregnancies": "Categorical"},
+                          transformer_params={"imputer": [ColumnTransformer(fields=["bmi"],
+                                                                            parameters={"strategy": "median"})]})
+    details = job._to_rest_object().as_dict()["properties"]["taskDetails"]
+    assert details["featurizationSettings"]["transformerParams"]  # sent in both modes
+    plan = Plan(task="Classification", target="diabetic", metric="accuracy", limits={}, training={},
+                featurization=details["featurizationSettings"])
+    frame = pd.read_csv(DATA / "diabetes.csv").head(200)
+    lines = []
+    _, spec = _featurizer(plan, frame, lines.append)
+    settings = spec["settings"]
+    assert (settings["numeric_imputer"], settings["categorical_encoder"]) == (imputer, encoder)
+    assert (settings["kinds"]["pregnancies"] == "categorical") is (mode == "custom")
+    assert any("take effect only with mode='custom'" in line for line in lines) is (mode == "auto")
 
 
 def test_a_target_column_missing_from_the_data_fails_the_job(ml_client, diabetes_table):

@@ -479,6 +479,27 @@ class _Log:
         self._handle.write(message.rstrip("\n") + "\n")
 
 
+CUSTOMIZATIONS = {"blockedTransformers": "blocked_transformers", "columnNameAndTypes": "column_name_and_types",
+                  "transformerParams": "transformer_params"}
+
+
+def _customizations_of_mode(mode: str, settings: dict, log: _Log) -> dict:
+    """``settings`` without the customizations that ``mode`` does not apply.
+
+    Blocked transformers, column types and transformer parameters customize featurization in
+    "custom" mode only (REST API, TableVerticalFeaturizationSettings.mode: "If 'Custom' is
+    selected then user can specify additional inputs to customize how featurization is done";
+    "Data featurization in automated machine learning" customizes with mode="custom"). The SDK
+    sends them whatever the mode; under "auto" or "off" the service featurizes without them.
+    """
+    ignored = [sdk_name for rest_name, sdk_name in CUSTOMIZATIONS.items() if settings.get(rest_name)]
+    if mode == "custom" or not ignored:
+        return settings
+    log(f"Featurization mode is '{mode}': {', '.join(ignored)} take effect only with mode='custom' and are "
+        "not applied.")
+    return {key: value for key, value in settings.items() if key not in CUSTOMIZATIONS}
+
+
 def _featurizer(plan: Plan, frame, log: _Log):
     """The featurization the service's ``featurization`` settings ask for, as (pipeline, spec):
     the spec is what the generated training script rebuilds the same pipeline from."""
@@ -486,6 +507,7 @@ def _featurizer(plan: Plan, frame, log: _Log):
 
     settings = plan.featurization or {}
     mode = (settings.get("mode") or "auto").lower()
+    settings = _customizations_of_mode(mode, settings, log)
     blocked = {b.lower() for b in settings.get("blockedTransformers") or []}
     purposes = {column: kind.lower() for column, kind in (settings.get("columnNameAndTypes") or {}).items()}
     numeric_imputer = "mean"
