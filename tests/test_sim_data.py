@@ -1,6 +1,9 @@
 """Datastores and data assets, read back through azureml:// URIs as on Azure."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from azure.ai.ml.constants import AssetTypes
@@ -115,6 +118,60 @@ def test_azureml_paths_inside_an_mltable_file_read_the_workspace_storage(ml_clie
     assert [entry["file"] for entry in loaded.paths] == [uploaded.path, short]  # as the file says
     assert len(loaded.to_pandas_dataframe()) == 6
     assert len(mltable.from_delimited_files(paths=[{"file": short}]).to_pandas_dataframe()) == 3
+
+
+def _table_with_azureml_paths(ml_client, csv_file, tmp_path):
+    """An MLTable data asset listing one file by its long URI, one by its short URI and one relative."""
+    uploaded = ml_client.data.create_or_update(Data(name="patients", path=str(csv_file), type=AssetTypes.URI_FILE))
+    short = "azureml://datastores/workspaceblobstore/paths/" + uploaded.path.split("/paths/", 1)[1]
+    folder = tmp_path / "job-table"
+    folder.mkdir()
+    (folder / "patients.csv").write_bytes(csv_file.read_bytes())
+    (folder / "MLTable").write_text(
+        f"paths:\n  - file: {uploaded.path}\n  - file: {short}\n  - file: ./patients.csv\n"
+        "transformations:\n  - read_delimited:\n      delimiter: ','\n      header: all_files_same_headers\n")
+    return ml_client.data.create_or_update(Data(name="patients-job-table", path=str(folder), type=AssetTypes.MLTABLE))
+
+
+READ_TABLE = "import sys, mltable; print('rows', len(mltable.load(sys.argv[1]).to_pandas_dataframe()))"
+
+
+def test_the_mltable_a_job_is_handed_reads_without_the_simulation(ml_client, csv_file, tmp_path):
+    """A job's process has no simulation in it: the table it gets names local files only."""
+    import subprocess
+    import sys
+
+    from labkit.sim import fs
+
+    table = _table_with_azureml_paths(ml_client, csv_file, tmp_path)
+    stored = Path(fs.local_path(table.path))
+    handed = fs.mltable_for_job(stored, tmp_path / "job" / "inputs" / "data")
+    assert (handed / "patients.csv").read_bytes() == csv_file.read_bytes()  # the folder's other files stay
+    assert "azureml://" in (stored / "MLTable").read_text()  # the asset itself is unchanged
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LABKIT_SIM")}
+    read = subprocess.run([sys.executable, "-c", READ_TABLE, str(handed)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert read.stdout.split() == ["rows", "9"], read.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="needs job_runner._input_path to hand mltable inputs through "
+                                       "fs.mltable_for_job (job_runner.py is the lead's; reported)")
+def test_a_job_reads_an_mltable_input_whose_file_lists_azureml_paths(ml_client, csv_file, tmp_path, finished_job):
+    """"Working with tables in Azure Machine Learning": a job reads its MLTable input with mltable.load."""
+    from azure.ai.ml import Input, command
+
+    table = _table_with_azureml_paths(ml_client, csv_file, tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "read_table.py").write_text(READ_TABLE.replace("; ", "\n") + "\n")
+    job = ml_client.jobs.create_or_update(command(
+        code=str(src), command="python read_table.py ${{inputs.data}}",
+        inputs={"data": Input(type=AssetTypes.MLTABLE, path=f"azureml:{table.name}:{table.version}")},
+        environment="azureml:AzureML-sklearn-1.5@latest"))
+    assert finished_job(ml_client, job.name).status == "Completed"
+    ml_client.jobs.download(job.name, download_path=str(tmp_path / "downloaded"), all=True)
+    logs = list((tmp_path / "downloaded").rglob("std_log*.txt"))
+    assert "rows 9" in logs[0].read_text()
 
 
 def test_versions_automatic_explicit_latest_and_list(ml_client, csv_file, tmp_path):

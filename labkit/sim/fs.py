@@ -167,6 +167,31 @@ def _wrap_make_paths_absolute(make_absolute):
     return make_absolute_and_local
 
 
+def mltable_for_job(source: Path, target: Path) -> Path:
+    """The MLTable folder ``source`` as a job's script reads it: ``target``, where the MLTable
+    file's paths are local and absolute, and every other entry links to ``source``'s.
+
+    Inside an Azure ML job, ``mltable.load(input_folder)`` resolves the ``azureml://`` paths the
+    MLTable file lists with the job's own identity and workspace ("Working with tables in Azure
+    Machine Learning": an MLTable input is read in the job with ``mltable.load``). A job's
+    process here has no simulation in it (no ``azureml`` protocol, no root), so the job is
+    handed the table with those paths already turned into the local files they stand for.
+    """
+    import mltable.mltable as mltable_module
+    import yaml
+
+    table = yaml.safe_load((source / "MLTable").read_text()) or {}
+    if table.get("paths"):
+        table["paths"] = [{kind: _local_table_path(path) for kind, path in entry.items()} for entry in table["paths"]]
+        table, _ = mltable_module._make_all_paths_absolute(table, str(source))
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name != "MLTable" and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry)
+    (target / "MLTable").write_text(yaml.safe_dump(table, sort_keys=False))
+    return target
+
+
 def register() -> dict:
     """Route ``azureml://`` to the simulation; returns what :func:`unregister` restores."""
     import mltable
