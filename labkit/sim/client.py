@@ -111,7 +111,13 @@ class SimMLClient(MLClient):
         **kwargs: Any,
     ) -> None:
         if registry_name:
-            raise NotImplementedError("Registries are not part of the simulated workspace.")
+            # The SDK's constructor asks the registry's discovery service for its region here.
+            raise NotImplementedError(
+                f"MLClient(..., registry_name={registry_name!r}) is not part of the simulated workspace: registry "
+                "clients, and the components and models they read, need Azure. The simulation knows only the "
+                "curated environments of the 'azureml' registry (by azureml://registries/azureml/environments/... "
+                "URIs in jobs and deployments), and it does not run Responsible AI insights: the RAI dashboard's "
+                "rai_tabular_* components come from that registry.")
         root = kwargs.pop("root", None)
         kwargs["enable_telemetry"] = False
         super().__init__(
