@@ -127,33 +127,14 @@ def test_which_commands_are_plain_python(tmp_path, cmd, plain):
     assert (warm_worker.plain_python(cmd, env, tmp_path) is not None) is plain
 
 
-def test_a_request_is_taken_between_preload_steps_not_after_them():
-    """The server's preload never delays a job: a waiting request goes before the next import."""
-    requests, sender = os.pipe()
-    steps = []
 
-    def step():
-        steps.append(len(steps))
-        if len(steps) in (2, 5):
-            os.write(sender, json.dumps({"op": "job", "after": len(steps)}).encode() + b"\n")
-        return len(steps) < 5
-
-    incoming = warm_worker._requests(requests, None, step)
-    assert next(incoming) == {"op": "job", "after": 2} and len(steps) == 2
-    assert next(incoming) == {"op": "job", "after": 5} and len(steps) == 5, "the other steps ran meanwhile"
-    os.close(sender)
-    assert list(incoming) == [] and len(steps) == 5, "no step after the last; a closed pipe ends it"
-    os.close(requests)
-
-
-def test_preload_stops_where_a_thread_would_make_forking_unsafe():
-    import threading
-
-    started = threading.Event()
-    preload = warm_worker._Preload(modules=())
-    preload.steps = [lambda: threading.Thread(target=started.wait, daemon=True).start(), lambda: None]
-    try:
-        assert preload.step() and not preload.fork_safe
-        assert not preload.step() and len(preload.steps) == 1, "no step runs once forking is unsafe"
-    finally:
-        started.set()
+def test_prestart_gives_the_first_job_a_server_already_started(ml_client, finished_job, src, monkeypatch):
+    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
+    monkeypatch.setattr(warm_worker, "_server", None)  # not one an earlier test started
+    folder = ml_client._sim_workspace.folder
+    warm_worker.prestart(folder / "warm-server.log")
+    started = warm_worker._server
+    assert started is not None and started.alive() and not started.greeted, "started, not waited for"
+    job, log, _ = run(ml_client, finished_job, src, "python report.py")
+    assert job.status == "Completed", log
+    assert warm_worker._server is started and started.greeted, "the job went to the server prestart began"

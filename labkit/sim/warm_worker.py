@@ -8,10 +8,10 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
 
 * the client starts one *warm server* (``python -m labkit.sim.warm_worker``) the first
   time it submits a job. The server imports all of that once, then forks a worker for each
-  job it is sent (a fork is copy-on-write: milliseconds, and no import). It takes requests
-  from the start and imports between them, so the first job never waits for the whole
-  preload: it is forked warm with what is imported so far. Each worker is a session of its
-  own whose parent exits at once, so it outlives the client, as a cold one does;
+  job it is sent (a fork is copy-on-write: milliseconds, and no import). ``labkit.connect()``
+  starts it at once (``prestart``), so it has imported all by the time a lab's first job
+  comes. Each worker is a session of its own whose parent exits at once, so it outlives
+  the client, as a cold one does;
 * a worker's first act, before it opens the store or MLflow, is to fork a clean *twin*:
   no connection, lock or thread crosses a fork. The twin serves its worker: it forks the
   worker's child jobs (a sweep's trials, a pipeline's steps) the same way, or it becomes
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import builtins
-import functools
 import importlib
 import importlib.machinery
 import json
@@ -52,7 +51,7 @@ ENABLED_VARIABLE = "LABKIT_SIM_WARM_WORKERS"
 # is not installed). MLflow's SQL stores open the job's run; skops is what MLflow 3 saves a
 # scikit-learn model with by default.
 PRELOAD = (
-    "labkit.sim.client", "labkit.sim.sweep", "labkit.sim.pipeline", "labkit.sim.tracking",
+    "labkit.sim.job_runner", "labkit.sim.client", "labkit.sim.sweep", "labkit.sim.pipeline", "labkit.sim.tracking",
     "mlflow", "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
     "labkit.sim.mlflow_registry", "mlflow.sklearn", "pandas", "sklearn.ensemble", "sklearn.linear_model",
     "sklearn.model_selection", "sklearn.metrics", "sklearn.pipeline", "sklearn.preprocessing", "skops.io",
@@ -79,6 +78,8 @@ class _Server:
 
     def __init__(self, pid: int, requests, replies, process: subprocess.Popen | None = None):
         self.pid, self.requests, self.replies, self.process = pid, requests, replies, process
+        # A client's server greets once, READY or COLD, when it has started; twins do not.
+        self.greeted = process is None
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -91,6 +92,11 @@ class _Server:
     def ask(self, request: dict) -> str | None:
         """The server's answer, or None when it has gone (before forking anything)."""
         try:
+            if not self.greeted:
+                self.greeted = True
+                greeting = self.replies.readline().strip()
+                if greeting != READY:
+                    return greeting or None
             self.requests.write(json.dumps(request) + "\n")
             self.requests.flush()
             return self.replies.readline().strip() or None
@@ -106,27 +112,30 @@ _lock = threading.Lock()
 _cold_workers: list[subprocess.Popen] = []
 
 
-def _spawn_server(log: Path) -> _Server | None:
-    """Start a client's warm server; None if it can't be warm here."""
+def _spawn_server(log: Path) -> _Server:
+    """Start a client's warm server (it greets when it has started: see ``_Server.ask``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as errors:
         process = subprocess.Popen([sys.executable, "-m", "labkit.sim.warm_worker"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=errors, env=env, text=True,
                                    start_new_session=True)
-    server = _Server(process.pid, process.stdin, process.stdout, process)
-    if server.replies.readline().strip() == READY:
-        return server
-    process.kill()
-    process.wait()
-    return None
+    return _Server(process.pid, process.stdin, process.stdout, process)
 
 
-def _current_server(log: Path) -> _Server | None:
-    global _server, _owner_pid, _cold_here
+def _current_server(log: Path) -> _Server:
+    global _server, _owner_pid
     if _server is None or _owner_pid != os.getpid() or not _server.alive():
         _server, _owner_pid = _spawn_server(log), os.getpid()
-        _cold_here = _server is None
     return _server
+
+
+def prestart(log: Path) -> None:
+    """Start this process's warm server now, without waiting for it: by the first job it has
+    imported what jobs need. ``labkit.connect()`` calls it, as a lab's first job follows a
+    few cells later; a server no job comes to exits after ``IDLE_EXIT_S``."""
+    if enabled() and not _cold_here:
+        with _lock:
+            _current_server(log)
 
 
 def start_job(workspace_folder: Path, name: str, log: Path) -> None:
@@ -137,10 +146,7 @@ def start_job(workspace_folder: Path, name: str, log: Path) -> None:
     if enabled() and not _cold_here:
         with _lock:
             for _ in range(2):  # a server that went idle meanwhile is replaced once
-                server = _current_server(log)
-                if server is None:
-                    break
-                answer = server.ask(request)
+                answer = _current_server(log).ask(request)
                 if answer == READY:
                     return
                 if answer == COLD:  # one of its imports started a thread: forking is unsafe
@@ -196,27 +202,15 @@ _startup_env: dict = dict(os.environ)
 _pristine_warning_filters: list = []
 
 
-class _Preload:
-    """The server's imports, one step at a time, between requests."""
-
-    def __init__(self, modules=PRELOAD):
-        self.steps = [*(functools.partial(_import, module) for module in modules), _fill_mlflow_caches]
-        self.fork_safe = threading.active_count() == 1
-
-    def step(self) -> bool:
-        """Take the next step; False when there is none left (or forking became unsafe)."""
-        if not self.steps or not self.fork_safe:
-            return False
-        self.steps.pop(0)()
-        self.fork_safe = threading.active_count() == 1  # a thread does not survive a fork
-        return True
-
-
-def _import(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        pass
+def _preload() -> bool:
+    """Import what jobs need; False if that started a thread (forking would then be unsafe)."""
+    for module in PRELOAD:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    _fill_mlflow_caches()
+    return threading.active_count() == 1
 
 
 def _fill_mlflow_caches() -> None:
@@ -230,17 +224,12 @@ def _fill_mlflow_caches() -> None:
     _init_modules_to_packages_map()
 
 
-def _requests(fd: int, idle_exit_s: float | None, meanwhile=lambda: False):
-    """Requests read from ``fd`` until it closes, or until none came for ``idle_exit_s``;
-    while none is waiting, ``meanwhile()`` does a step of other work (until it returns False).
+def _requests(fd: int, idle_exit_s: float | None):
+    """Requests read from ``fd`` until it closes, or until none came for ``idle_exit_s``.
     Read unbuffered, so a request never waits in a buffer ``select`` cannot see."""
     buffer = b""
-    busy = True
     while True:
         while b"\n" not in buffer:
-            if busy and not select.select([fd], [], [], 0)[0]:
-                busy = meanwhile()
-                continue
             if idle_exit_s is not None and not select.select([fd], [], [], idle_exit_s)[0]:
                 return
             chunk = os.read(fd, 1 << 16)
@@ -251,15 +240,10 @@ def _requests(fd: int, idle_exit_s: float | None, meanwhile=lambda: False):
         yield json.loads(line)
 
 
-def serve(requests: int, replies, idle_exit_s: float | None = None, preload: _Preload | None = None) -> None:
-    """Answer requests from the fd ``requests`` on the text stream ``replies``, importing
-    ``preload``'s modules while no request waits."""
+def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
+    """Answer requests from the fd ``requests`` on the text stream ``replies``."""
     channel = (requests, replies)
-    for request in _requests(requests, idle_exit_s, preload.step if preload else (lambda: False)):
-        if preload is not None and not preload.fork_safe:
-            replies.write(COLD + "\n")
-            replies.flush()
-            continue
+    for request in _requests(requests, idle_exit_s):
         replies.write(READY + "\n")
         if request["op"] == "script":
             replies.flush()
@@ -392,12 +376,10 @@ def _exit(code: int) -> None:
 def main(warning_filters: list) -> None:
     """Serve a client: ``warning_filters`` are the interpreter's own, before labkit changed them."""
     _pristine_warning_filters[:] = warning_filters
-    from labkit.sim import job_runner  # noqa: F401 - what every worker runs
-
-    preload = _Preload()
-    print(READY if preload.fork_safe else COLD, flush=True)
-    if preload.fork_safe:
-        serve(sys.stdin.fileno(), sys.stdout, IDLE_EXIT_S, preload)
+    safe = _preload()
+    print(READY if safe else COLD, flush=True)
+    if safe:
+        serve(sys.stdin.fileno(), sys.stdout, IDLE_EXIT_S)
 
 
 if __name__ == "__main__":
