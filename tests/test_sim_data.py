@@ -154,8 +154,6 @@ def test_the_mltable_a_job_is_handed_reads_without_the_simulation(ml_client, csv
     assert read.stdout.split() == ["rows", "9"], read.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs job_runner._input_path to hand mltable inputs through "
-                                       "fs.mltable_for_job (job_runner.py is the lead's; reported)")
 def test_a_job_reads_an_mltable_input_whose_file_lists_azureml_paths(ml_client, csv_file, tmp_path, finished_job):
     """"Working with tables in Azure Machine Learning": a job reads its MLTable input with mltable.load."""
     from azure.ai.ml import Input, command

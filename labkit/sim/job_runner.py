@@ -114,7 +114,15 @@ def _input_path(workspace: SimWorkspace, folder: Path, input_name: str, value: d
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(source, target) if source.is_dir() else shutil.copy2(source, target)
         source = target
+    if value.get("jobInputType") == "mltable" and "azureml://" in _read(source / "MLTable"):
+        from labkit.sim import fs  # the job's process cannot resolve azureml:// itself
+
+        source = fs.mltable_for_job(source, folder / "inputs" / f"{input_name}-resolved")
     return str(source)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 def _substitute(command: str, values: dict[str, dict[str, str]]) -> str:
