@@ -19,6 +19,7 @@ laptop, or in the simulated workspace.
 """
 import argparse
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -31,6 +32,10 @@ from sklearn.model_selection import train_test_split
 LABEL = "diabetic"
 ID_COLUMN = "patient_id"
 MODEL_FOLDER = Path("outputs") / "model"
+# What the saved model needs to load, pinned to the versions that trained it. Naming them
+# also spares MLflow from inferring them, which loads the model again in a new Python
+# process, once for every trial.
+MODEL_PACKAGES = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 
 
 def whole_number(text: str) -> int:
@@ -93,7 +98,8 @@ def main(argv=None):
         model.set_params(warm_start=False)
         shutil.rmtree(MODEL_FOLDER, ignore_errors=True)  # a second run on a laptop
         mlflow.sklearn.save_model(model, str(MODEL_FOLDER), input_example=x_val.head(3),
-                                  serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+                                  serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                                  pip_requirements=[f"{p}=={metadata.version(p)}" for p in MODEL_PACKAGES])
         print(f"saved the model to {MODEL_FOLDER}")
 
 

@@ -5,6 +5,7 @@ everything under ./outputs is uploaded with the job's artifacts, so the saved mo
 registered from azureml://jobs/<job>/outputs/artifacts/paths/outputs/model/.
 """
 import argparse
+from importlib import metadata
 
 import mlflow
 import mlflow.sklearn
@@ -15,6 +16,11 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+# What the saved model needs to load, pinned to the versions that trained it (MLflow 3 saves
+# scikit-learn models with skops). Naming them also spares MLflow from inferring them, which
+# loads the model again in a new Python process.
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--training-data", required=True)
@@ -42,4 +48,5 @@ with mlflow.start_run():
     print({name: round(value, 4) for name, value in metrics.items()})
     # The signature records the input columns and their types; deployments check requests against it.
     signature = infer_signature(X_test, model.predict(X_test))
-    mlflow.sklearn.save_model(model, "outputs/model", signature=signature)
+    mlflow.sklearn.save_model(model, "outputs/model", signature=signature,
+                              pip_requirements=[f"{p}=={metadata.version(p)}" for p in MODEL_PACKAGES])
