@@ -120,9 +120,10 @@ def lab_executions(request, tmp_path_factory):
     executions.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def finished_job():
-    """``finished_job(ml_client, name)``: the job once it has ended (polls as a learner's wait does)."""
+    """``finished_job(ml_client, name)``: the job once it has ended (polls as a learner's wait does).
+    Session-scoped, so module-scoped fixtures that run a job can use it too."""
     import time
 
     from labkit.sim import job_state

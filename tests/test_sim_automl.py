@@ -5,7 +5,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +40,6 @@ transformations:
       delimiter: ','
       header: all_files_same_headers
 """
-
-
-def wait(ml_client, name, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = ml_client.jobs.get(name)
-        if job.status in job_state.TERMINAL_STATUSES:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
 
 
 def mltable_folder(folder: Path, frame: pd.DataFrame) -> Path:
@@ -212,7 +201,7 @@ def test_a_target_column_missing_from_the_data_fails_the_job(ml_client, diabetes
 
 # -- searches ------------------------------------------------------------------------------------------------
 def test_classification_search_names_its_best_child_whose_model_registers_and_predicts(ml_client, diabetes_table,
-                                                                                         tmp_path):
+                                                                                         tmp_path, finished_job):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -223,7 +212,7 @@ def test_classification_search_names_its_best_child_whose_model_registers_and_pr
     job.set_training(allowed_training_algorithms=["LightGBM", "LogisticRegression", "RandomForest"],
                      enable_stack_ensemble=False)
     submitted = ml_client.jobs.create_or_update(job)
-    finished = wait(ml_client, submitted.name)
+    finished = finished_job(ml_client, submitted.name, timeout=240)
     assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, submitted.name)
 
     children = list(ml_client.jobs.list(parent_job_name=submitted.name))
@@ -255,7 +244,7 @@ def test_classification_search_names_its_best_child_whose_model_registers_and_pr
     assert set(np.asarray(loaded.predict(rows))) <= {0, 1}
 
 
-def test_regression_search_stops_at_the_exit_score(ml_client, diabetes_table):
+def test_regression_search_stops_at_the_exit_score(ml_client, diabetes_table, finished_job):
     job = automl.regression(training_data=Input(type="mltable", path=diabetes_table),
                             target_column_name="plasma_glucose_mg_dl", primary_metric="r2_score",
                             validation_data_size=0.25)
@@ -263,7 +252,7 @@ def test_regression_search_stops_at_the_exit_score(ml_client, diabetes_table):
     job.set_training(allowed_training_algorithms=["ElasticNet", "LightGBM"], enable_vote_ensemble=False,
                      enable_stack_ensemble=False)
     submitted = ml_client.jobs.create_or_update(job)
-    finished = wait(ml_client, submitted.name)
+    finished = finished_job(ml_client, submitted.name, timeout=240)
     assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, submitted.name)
     children = list(ml_client.jobs.list(parent_job_name=submitted.name))
     assert len(children) == 1 and finished.tags[BEST_CHILD_TAG] == children[0].name
@@ -271,7 +260,7 @@ def test_regression_search_stops_at_the_exit_score(ml_client, diabetes_table):
     assert "exit_score -1000000000.0 reached" in log
 
 
-def test_forecasting_search_on_the_retail_data(ml_client, tmp_path):
+def test_forecasting_search_on_the_retail_data(ml_client, tmp_path, finished_job):
     import mlflow
 
     frame = pd.read_csv(DATA / "retail_demand.csv")
@@ -285,7 +274,7 @@ def test_forecasting_search_on_the_retail_data(ml_client, tmp_path):
     job.set_limits(timeout_minutes=1, max_trials=3)
     job.set_training(allowed_training_algorithms=["LightGBM", "ElasticNet", "Prophet"], enable_vote_ensemble=False)
     submitted = ml_client.jobs.create_or_update(job)
-    finished = wait(ml_client, submitted.name)
+    finished = finished_job(ml_client, submitted.name, timeout=240)
     assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, submitted.name)
     log = (job_state.job_folder(ml_client._sim_workspace, submitted.name) / "user_logs" / "std_log.txt").read_text()
     assert "skipped: Prophet" in log and "rolling-origin" in log
@@ -320,7 +309,7 @@ INTERNALS = ("labkit", "flaml", "labkit_automl_runtime")
 
 
 @pytest.fixture(scope="module")
-def best_child_outputs(tmp_path_factory):
+def best_child_outputs(tmp_path_factory, finished_job):
     """One small AutoML job whose best model is XGBoost on a true/false target (the labels XGBoost
     cannot learn directly), and its best child's ``outputs/`` downloaded as the notebooks do."""
     import mlflow
@@ -341,7 +330,7 @@ def best_child_outputs(tmp_path_factory):
         job.set_training(allowed_training_algorithms=["XGBoostClassifier"], enable_vote_ensemble=False,
                          enable_stack_ensemble=False)
         name = ml_client.jobs.create_or_update(job).name
-        finished = wait(ml_client, name)
+        finished = finished_job(ml_client, name, timeout=240)
         assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, name)
         mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
         best = mlflow.MlflowClient().get_run(name).data.tags[BEST_CHILD_TAG]

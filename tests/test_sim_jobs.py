@@ -17,16 +17,6 @@ from labkit.sim import job_state
 ENV = "AzureML-sklearn-1.5@latest"
 
 
-def wait(ml_client, name, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = ml_client.jobs.get(name)
-        if job.status in job_state.TERMINAL_STATUSES:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
-
-
 @pytest.fixture
 def src(tmp_path):
     folder = tmp_path / "src"
@@ -119,7 +109,7 @@ def test_a_failing_script_ends_failed_and_stream_raises(ml_client, src, capsys):
     assert ml_client.jobs.get(job.name).status == "Failed"
 
 
-def test_job_from_yaml(ml_client, src, data_asset, tmp_path):
+def test_job_from_yaml(ml_client, src, data_asset, tmp_path, finished_job):
     spec = tmp_path / "job.yml"
     spec.write_text(textwrap.dedent(f"""
         $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
@@ -137,19 +127,19 @@ def test_job_from_yaml(ml_client, src, data_asset, tmp_path):
         experiment_name: yaml-jobs
     """))
     job = ml_client.jobs.create_or_update(load_job(spec))
-    assert wait(ml_client, job.name).status == "Completed"
+    assert finished_job(ml_client, job.name).status == "Completed"
 
 
-def test_local_inputs_are_uploaded(ml_client, src, tmp_path):
+def test_local_inputs_are_uploaded(ml_client, src, tmp_path, finished_job):
     local = tmp_path / "local.csv"
     local.write_text("a\n1\n2\n")
     job = ml_client.jobs.create_or_update(training_job(src, inputs={"data": Input(type="uri_file", path=str(local)),
                                                                     "rate": 1}))
     assert job.inputs["data"].path.startswith("azureml://")
-    assert wait(ml_client, job.name).status == "Completed"
+    assert finished_job(ml_client, job.name).status == "Completed"
 
 
-def test_cluster_max_instances_bounds_concurrency(ml_client, src):
+def test_cluster_max_instances_bounds_concurrency(ml_client, src, finished_job):
     ml_client.begin_create_or_update(AmlCompute(name="one-node", size="Standard_DS3_v2", max_instances=1)).result()
     first = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV,
                                                     compute="one-node"))
@@ -169,23 +159,23 @@ def test_cluster_max_instances_bounds_concurrency(ml_client, src):
         time.sleep(0.2)
     ml_client.jobs.begin_cancel(first.name).result()
     ml_client.jobs.begin_cancel(second.name).result()
-    assert wait(ml_client, first.name).status == "Canceled"
-    assert wait(ml_client, second.name).status == "Canceled"
+    assert finished_job(ml_client, first.name).status == "Canceled"
+    assert finished_job(ml_client, second.name).status == "Canceled"
 
 
-def test_a_job_whose_process_dies_is_reported_failed(ml_client, src):
+def test_a_job_whose_process_dies_is_reported_failed(ml_client, src, finished_job):
     job = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV))
     deadline = time.time() + 60
     while ml_client.jobs.get(job.name).status != "Running" and time.time() < deadline:
         time.sleep(0.2)
     pid = job_state.worker_pid(ml_client._sim_workspace, job.name)
     os.killpg(pid, signal.SIGKILL)
-    finished = wait(ml_client, job.name)
+    finished = finished_job(ml_client, job.name)
     assert finished.status == "Failed"
     assert "ended without reporting" in job_state.error_of(ml_client._sim_workspace, job.name)
 
 
-def test_refusals(ml_client, src, data_asset):
+def test_refusals(ml_client, src, data_asset, finished_job):
     with pytest.raises(HttpResponseError, match="Compute 'nowhere' was not found"):
         ml_client.jobs.create_or_update(training_job(src, compute="nowhere"))
     ml_client.begin_create_or_update(ComputeInstance(name="ci-stopped", size="Standard_DS3_v2")).result()
@@ -200,23 +190,23 @@ def test_refusals(ml_client, src, data_asset):
     job = ml_client.jobs.create_or_update(training_job(src, name="named-once"))
     with pytest.raises(ResourceExistsError):
         ml_client.jobs.create_or_update(training_job(src, name="named-once"))
-    wait(ml_client, job.name)
+    finished_job(ml_client, job.name)
     assert [j.name for j in ml_client.jobs.list()] == ["named-once"]
 
 
-def test_download_before_the_end_is_refused_and_archive_hides(ml_client, src):
+def test_download_before_the_end_is_refused_and_archive_hides(ml_client, src, finished_job):
     job = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV))
     with pytest.raises(JobException, match="Download is allowed only"):
         ml_client.jobs.download(job.name)
     ml_client.jobs.begin_cancel(job.name).result()
-    assert wait(ml_client, job.name).status == "Canceled"
+    assert finished_job(ml_client, job.name).status == "Canceled"
     ml_client.jobs.archive(job.name)
     assert job.name not in [j.name for j in ml_client.jobs.list()]
     ml_client.jobs.restore(job.name)
     assert job.name in [j.name for j in ml_client.jobs.list()]
 
 
-def test_missing_packages_are_reported_in_the_log(ml_client, src, tmp_path):
+def test_missing_packages_are_reported_in_the_log(ml_client, src, tmp_path, finished_job):
     from azure.ai.ml.entities import Environment
 
     conda = tmp_path / "conda.yml"
@@ -225,7 +215,7 @@ def test_missing_packages_are_reported_in_the_log(ml_client, src, tmp_path):
     env = Environment(name="odd-env", version="1", image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
                       conda_file=str(conda))
     job = ml_client.jobs.create_or_update(command(code=str(src), command="echo ran", environment=env))
-    assert wait(ml_client, job.name).status == "Completed"
+    assert finished_job(ml_client, job.name).status == "Completed"
     log = (job_state.job_folder(ml_client._sim_workspace, job.name) / "user_logs" / "std_log.txt").read_text()
     assert "surely-not-installed-package==1.0" in log and "pandas" not in log.split("installed")[1].split("\n")[0]
     assert "ran" in log
@@ -241,16 +231,16 @@ def test_invalid_job_is_refused_by_the_sdk_validation(ml_client, src):
 REGISTRY_ENV = "azureml://registries/azureml/environments/sklearn-1.5"
 
 
-def test_a_registry_environment_by_label_runs_and_reads_back_as_its_version(ml_client, src):
+def test_a_registry_environment_by_label_runs_and_reads_back_as_its_version(ml_client, src, finished_job):
     job = ml_client.jobs.create_or_update(command(
         code=str(src), command="python -c \"import sklearn; print('sklearn', sklearn.__version__)\"",
         environment=f"{REGISTRY_ENV}/labels/latest"))
     assert job.environment.startswith(f"{REGISTRY_ENV}/versions/")
-    assert wait(ml_client, job.name).status == "Completed"
+    assert finished_job(ml_client, job.name).status == "Completed"
     pinned = ml_client.jobs.create_or_update(command(
         code=str(src), command="echo pinned", environment=f"{REGISTRY_ENV}/versions/3"))
     assert ml_client.jobs.get(pinned.name).environment == f"{REGISTRY_ENV}/versions/3"
-    assert wait(ml_client, pinned.name).status == "Completed"
+    assert finished_job(ml_client, pinned.name).status == "Completed"
 
 
 @pytest.mark.parametrize("environment", [
@@ -266,7 +256,7 @@ def test_a_registry_environment_that_does_not_exist_is_refused_and_no_job_is_sto
 
 
 # -- a job the SDK could not read back is never stored --------------------------------------------
-def test_an_input_without_a_path_is_refused_and_the_workspace_keeps_working(ml_client, src, tmp_path):
+def test_an_input_without_a_path_is_refused_and_the_workspace_keeps_working(ml_client, src, tmp_path, finished_job):
     data = tmp_path / "patients.csv"
     data.write_text("age\n30\n41\n")
     good = ml_client.jobs.create_or_update(command(code=str(src), command="echo fine", environment=ENV))
@@ -276,7 +266,7 @@ def test_an_input_without_a_path_is_refused_and_the_workspace_keeps_working(ml_c
         ml_client.jobs.create_or_update(typo)
     assert refused.value.status_code == 400
     assert [job.name for job in ml_client.jobs.list()] == [good.name]
-    assert wait(ml_client, good.name).status == "Completed"
+    assert finished_job(ml_client, good.name).status == "Completed"
 
 
 def test_listing_skips_a_record_that_cannot_be_read_back_and_names_it(ml_client, src, caplog):

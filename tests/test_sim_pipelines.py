@@ -14,16 +14,6 @@ ENV = "azureml:AzureML-sklearn-1.5@latest"
 STEPS = ("prep", "train", "evaluate")
 
 
-def wait(ml_client, name, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = ml_client.jobs.get(name)
-        if job.status in job_state.TERMINAL_STATUSES:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
-
-
 def children(ml_client, name) -> dict:
     return {child.display_name: child for child in ml_client.jobs.list(parent_job_name=name)}
 
@@ -124,7 +114,8 @@ def report_of(ml_client, name, tmp_path) -> dict:
     return json.loads((target / "named-outputs" / "report" / "report.json").read_text())
 
 
-def test_a_python_pipeline_runs_its_steps_in_order_and_reuses_unchanged_steps(ml_client, src, raw, tmp_path):
+def test_a_python_pipeline_runs_its_steps_in_order_and_reuses_unchanged_steps(ml_client, src, raw, tmp_path,
+                                                                               finished_job):
     prep, train, evaluate = python_components(src)
 
     @dsl.pipeline(default_compute="serverless", experiment_name="pipelines-test")
@@ -140,7 +131,7 @@ def test_a_python_pipeline_runs_its_steps_in_order_and_reuses_unchanged_steps(ml
         return ml_client.jobs.create_or_update(job).name
 
     def submit(rate, force_rerun=False):
-        return wait(ml_client, start(rate, force_rerun))
+        return finished_job(ml_client, start(rate, force_rerun))
 
     first = submit(0.5)
     assert first.status == "Completed" and first.type == "pipeline"
@@ -168,7 +159,7 @@ def test_a_python_pipeline_runs_its_steps_in_order_and_reuses_unchanged_steps(ml
     # Two more at once: a changed train input (prep is reused, train and evaluate run again),
     # and force_rerun (every step runs again).
     changed_name, forced_name = start(0.9), start(0.5, force_rerun=True)
-    changed, forced = wait(ml_client, changed_name), wait(ml_client, forced_name)
+    changed, forced = finished_job(ml_client, changed_name), finished_job(ml_client, forced_name)
     rerun = children(ml_client, changed.name)
     assert rerun["prepared"].properties["azureml.reusedrunid"] == steps["prepared"].name
     assert "azureml.isreused" not in rerun["trained"].properties
@@ -179,7 +170,7 @@ def test_a_python_pipeline_runs_its_steps_in_order_and_reuses_unchanged_steps(ml
     assert report_of(ml_client, forced.name, tmp_path) == {"score": 2.0}
 
 
-def test_a_yaml_pipeline_with_yaml_components_and_a_registered_component(ml_client, src, raw, tmp_path):
+def test_a_yaml_pipeline_with_yaml_components_and_a_registered_component(ml_client, src, raw, tmp_path, finished_job):
     (tmp_path / "prep.yml").write_text(textwrap.dedent(f"""
         $schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
         name: prep_data
@@ -254,7 +245,7 @@ def test_a_yaml_pipeline_with_yaml_components_and_a_registered_component(ml_clie
     """))
     job = ml_client.jobs.create_or_update(load_job(tmp_path / "pipeline.yml"))
     assert job.inputs["raw_data"].path.startswith("azureml://")  # the local file was uploaded
-    finished = wait(ml_client, job.name)
+    finished = finished_job(ml_client, job.name)
     assert finished.status == "Completed"
     assert report_of(ml_client, job.name, tmp_path) == {"score": 1.0}
     steps = children(ml_client, job.name)
@@ -265,7 +256,7 @@ def test_a_yaml_pipeline_with_yaml_components_and_a_registered_component(ml_clie
 
 
 def test_failed_steps_fail_the_pipeline_independent_steps_overlap_and_cancel_reaches_the_steps(ml_client, src,
-                                                                                                 tmp_path):
+                                                                                                 tmp_path, finished_job):
     slow = command(name="slow", code=str(src), command="python slow.py ${{inputs.seconds}} $[[${{inputs.meeting}}]]",
                    inputs={"seconds": Input(type="number"), "meeting": Input(type="string", optional=True)},
                    outputs={"done": Output(type="uri_folder")}, environment=ENV)
@@ -305,10 +296,10 @@ def test_failed_steps_fail_the_pipeline_independent_steps_overlap_and_cancel_rea
         time.sleep(0.3)
     assert running, "the step never started"
     ml_client.jobs.begin_cancel(canceled).result()
-    assert wait(ml_client, canceled).status == "Canceled"
-    assert wait(ml_client, running[0].name).status == "Canceled"
+    assert finished_job(ml_client, canceled).status == "Canceled"
+    assert finished_job(ml_client, running[0].name).status == "Canceled"
 
-    job = wait(ml_client, going_on)
+    job = finished_job(ml_client, going_on)
     assert job.status == "Failed"
     steps = children(ml_client, job.name)
     assert {name: step.status for name, step in steps.items()} == {"slow": "Completed", "failing": "Failed"}
@@ -319,13 +310,13 @@ def test_failed_steps_fail_the_pipeline_independent_steps_overlap_and_cancel_rea
     assert slow_run["start_time"] < failing_run["end_time"] and failing_run["start_time"] < slow_run["end_time"]
     assert "failing" in job_state.error_of(ml_client._sim_workspace, job.name)
 
-    job = wait(ml_client, stopping)
+    job = finished_job(ml_client, stopping)
     assert job.status == "Failed"
     assert {name: step.status for name, step in children(ml_client, job.name).items()} == {
         "slow": "Canceled", "failing": "Failed"}
 
 
-def test_steps_with_a_registry_environment_run(ml_client, src, raw):
+def test_steps_with_a_registry_environment_run(ml_client, src, raw, finished_job):
     # The form most public examples use today.
     registry_environment = "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
     prep = command(code=str(src), command="python prep.py --raw ${{inputs.raw}} --clean ${{outputs.clean}}",
@@ -342,7 +333,7 @@ def test_steps_with_a_registry_environment_run(ml_client, src, raw):
         train(data=cleaned.outputs.clean)
 
     job = ml_client.jobs.create_or_update(prepare_and_train(raw_data=Input(type="uri_file", path=str(raw))))
-    assert wait(ml_client, job.name).status == "Completed"
+    assert finished_job(ml_client, job.name).status == "Completed"
     steps = children(ml_client, job.name)
     assert {step.status for step in steps.values()} == {"Completed"}
     assert all(step.environment.startswith("azureml://registries/azureml/environments/sklearn-1.5/versions/")

@@ -287,17 +287,9 @@ def test_refusals(ml_client, src):
 
 
 # -- end to end ------------------------------------------------------------------------------------
-def wait(ml_client, name, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = ml_client.jobs.get(name)
-        if job.status in job_state.TERMINAL_STATUSES:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"sweep {name} did not finish in {timeout}s")
 
 
-def test_random_sweep_with_a_bandit_policy(ml_client, src, tmp_path):
+def test_random_sweep_with_a_bandit_policy(ml_client, src, tmp_path, finished_job):
     import mlflow
 
     space = {"lr": Choice([0.1, 0.8, 0.9, 1.0])}
@@ -311,7 +303,7 @@ def test_random_sweep_with_a_bandit_policy(ml_client, src, tmp_path):
     job.set_limits(max_total_trials=4, max_concurrent_trials=2)
     submitted = ml_client.jobs.create_or_update(job)
     assert submitted.type == "sweep" and submitted.status == "NotStarted"
-    finished = wait(ml_client, submitted.name)
+    finished = finished_job(ml_client, submitted.name)
     assert finished.status == "Completed"
 
     children = {child.name: child for child in ml_client.jobs.list(parent_job_name=submitted.name)}
@@ -342,13 +334,13 @@ def test_random_sweep_with_a_bandit_policy(ml_client, src, tmp_path):
     assert "best trial" in (tmp_path / "dl" / "hd-artifacts" / "user_logs" / "std_log.txt").read_text()
 
 
-def test_grid_sweep_runs_every_combination(ml_client, src):
+def test_grid_sweep_runs_every_combination(ml_client, src, finished_job):
     base = command(code=str(src), command="python grid.py ${{inputs.a}} ${{inputs.b}}", inputs={"a": 0, "b": "x"},
                    environment=ENV)
     job = base(a=Choice([1, 2]), b=Choice(["x", "y"])).sweep(
         sampling_algorithm="grid", primary_metric="score", goal="maximize", max_concurrent_trials=2)
     submitted = ml_client.jobs.create_or_update(job)
-    finished = wait(ml_client, submitted.name)
+    finished = finished_job(ml_client, submitted.name)
     assert finished.status == "Completed"
     children = sorted(ml_client.jobs.list(parent_job_name=submitted.name), key=lambda c: c.name)
     combos = [json.loads(c.tags["hyperparameters"]) for c in children]
@@ -358,7 +350,7 @@ def test_grid_sweep_runs_every_combination(ml_client, src):
     assert float(finished.properties["score"]) == 21
 
 
-def test_a_sweeps_own_job_takes_no_node_so_its_trials_use_them_all(ml_client, src):
+def test_a_sweeps_own_job_takes_no_node_so_its_trials_use_them_all(ml_client, src, finished_job):
     from azure.ai.ml.entities import AmlCompute
 
     ml_client.begin_create_or_update(AmlCompute(name="two-nodes", size="Standard_DS3_v2", max_instances=2)).result()
@@ -368,7 +360,7 @@ def test_a_sweeps_own_job_takes_no_node_so_its_trials_use_them_all(ml_client, sr
                    compute="two-nodes")
     job = base(x=Choice([1, 2])).sweep(sampling_algorithm="grid", primary_metric="score", goal="maximize",
                                        max_concurrent_trials=2)
-    finished = wait(ml_client, ml_client.jobs.create_or_update(job).name)
+    finished = finished_job(ml_client, ml_client.jobs.create_or_update(job).name)
     assert finished.status == "Completed"
     first, second = (job_state.runtime(ml_client._sim_workspace, c.name)
                      for c in ml_client.jobs.list(parent_job_name=finished.name))
@@ -376,7 +368,7 @@ def test_a_sweeps_own_job_takes_no_node_so_its_trials_use_them_all(ml_client, sr
     assert first["start_time"] < second["end_time"] and second["start_time"] < first["end_time"]
 
 
-def test_canceling_a_sweep_cancels_its_running_trials(ml_client, src):
+def test_canceling_a_sweep_cancels_its_running_trials(ml_client, src, finished_job):
     (src / "slow.py").write_text("import time\ntime.sleep(60)\n")
     base = command(code=str(src), command="python slow.py ${{inputs.a}}", inputs={"a": 0}, environment=ENV)
     job = base(a=Choice([1, 2, 3])).sweep(sampling_algorithm="grid", primary_metric="score", goal="maximize",
@@ -388,8 +380,8 @@ def test_canceling_a_sweep_cancels_its_running_trials(ml_client, src):
     while time.time() < deadline and len(list(ml_client.jobs.list(parent_job_name=submitted.name))) < 2:
         time.sleep(0.2)
     ml_client.jobs.begin_cancel(submitted.name).result()
-    assert wait(ml_client, submitted.name).status == "Canceled"
+    assert finished_job(ml_client, submitted.name).status == "Canceled"
     children = list(ml_client.jobs.list(parent_job_name=submitted.name))
     assert len(children) == 2  # the third was never started
     for child in children:
-        assert wait(ml_client, child.name).status == "Canceled"
+        assert finished_job(ml_client, child.name).status == "Canceled"
