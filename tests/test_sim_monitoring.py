@@ -220,6 +220,9 @@ def test_drifted_and_undrifted_windows_get_the_right_verdicts_and_alerts_only_on
     assert len(stable_results) == 4 and not stable_results["breached"].any()
     assert "azureml_modelmonitor_threshold_breached" not in ml_client.jobs.get(_runs(ml_client, "stable")[0]).tags
 
+    # What the documented Event Grid filter matches ("String contains"), naming the signal.
+    shifted_tag = ml_client.jobs.get(_runs(ml_client, "shifted")[0]).tags["azureml_modelmonitor_threshold_breached"]
+    assert "'drift' has failed due to one or more features violating metric thresholds" in shifted_tag
     shifted_results = monitoring.results(ml_client, "shifted").set_index("feature")
     assert shifted_results.loc["plasma_glucose_mg_dl", "breached"]
     assert shifted_results.loc["plasma_glucose_mg_dl", "metric"] == "NormalizedWassersteinDistance"

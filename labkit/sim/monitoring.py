@@ -61,6 +61,7 @@ from labkit.sim import drift_metrics, job_state
 RUNNER = "Monitor"
 SETTINGS_PROPERTY = "labkit.sim.monitor"
 BREACH_TAG = "azureml_modelmonitor_threshold_breached"
+BREACH_WORDING = "has failed due to one or more features violating metric thresholds"
 RESULTS_CSV = "monitoring_results.csv"
 RESULTS_JSON = "monitoring_results.json"
 OUTBOX = "outbox"
@@ -274,9 +275,14 @@ def run(workspace, name: str) -> None:
         for message in notified:
             log.write(f"[simulated workspace] Alert recorded in the outbox: {message}\n")
         if not breached.empty:
-            signals = ", ".join(sorted(breached["signal"].unique()))
+            # The service's metric-evaluation step tags its run with this sentence per signal; the
+            # documented Event Grid filter matches on it ("String contains: has failed due to one or
+            # more features violating metric thresholds", how-to-monitor-model-performance). The run
+            # itself completes.
+            message = " ".join(f"The signal '{signal}' {BREACH_WORDING}."
+                               for signal in sorted(breached["signal"].unique()))
             job_state.update_properties(workspace, name, lambda p: p.setdefault("tags", {}).update(
-                {BREACH_TAG: f"Threshold breached in signal(s): {signals}"}))
+                {BREACH_TAG: message}))
         log.write(f"[simulated workspace] {len(frame)} metric value(s) written to outputs/{RESULTS_CSV}\n")
     _copy_log(log_path, artifacts)
     job_state.finish(workspace, name, "Completed")
