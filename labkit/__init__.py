@@ -14,7 +14,7 @@ from labkit.workspace_config import find_config
 
 quiet.install()
 
-__all__ = ["connect", "data_file", "BACKENDS"]
+__all__ = ["connect", "data_file", "installed_requirements", "BACKENDS"]
 
 BACKENDS = ("auto", "simulated", "azure")
 # The three variables MLClient needs when no config.json is used (the names the Azure ML
@@ -30,6 +30,21 @@ def data_file(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{name!r} is not in {path.parent}; run scripts/make_data.py")
     return path
+
+
+def installed_requirements(*packages: str) -> list[str]:
+    """``package==version`` for each of ``packages`` installed in this Python, the others
+    left out: the pins a model saved here needs to load elsewhere (MLflow 3 saves
+    scikit-learn models with skops, which MLflow 2 environments do not have)."""
+    from importlib import metadata
+
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return pins
 
 
 def _choose_backend(backend: str) -> str:

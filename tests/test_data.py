@@ -171,3 +171,12 @@ def test_monitoring_batches_carry_the_drift_the_data_card_describes():
     assert 0.2 < (clinic["clinic"] == "west").mean() < 0.4
     assert 0.15 < nulls["bmi"].isna().mean() < 0.25
     assert not stable.isna().any().any() and not reference.isna().any().any()
+
+
+def test_installed_requirements_pins_what_is_installed_and_leaves_out_the_rest():
+    from importlib import metadata
+
+    import labkit
+
+    assert labkit.installed_requirements("scikit-learn", "no-such-package-for-labkit") == [
+        f"scikit-learn=={metadata.version('scikit-learn')}"]

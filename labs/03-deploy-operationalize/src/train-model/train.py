@@ -18,9 +18,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 # What the saved model needs to load, pinned to the versions that trained it (MLflow 3 saves
-# scikit-learn models with skops). Naming them also spares MLflow from inferring them, which
-# loads the model again in a new Python process.
+# scikit-learn models with skops; an MLflow 2 environment has none). Naming them also spares
+# MLflow from inferring them, which loads the model again in a new Python process.
 MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+
+
+def installed(package: str) -> bool:
+    try:
+        return bool(metadata.version(package))
+    except metadata.PackageNotFoundError:
+        return False
+
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--training-data", required=True)
@@ -49,4 +57,4 @@ with mlflow.start_run():
     # The signature records the input columns and their types; deployments check requests against it.
     signature = infer_signature(X_test, model.predict(X_test))
     mlflow.sklearn.save_model(model, "outputs/model", signature=signature,
-                              pip_requirements=[f"{p}=={metadata.version(p)}" for p in MODEL_PACKAGES])
+                              pip_requirements=[f"{p}=={metadata.version(p)}" for p in MODEL_PACKAGES if installed(p)])
