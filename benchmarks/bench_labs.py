@@ -6,7 +6,7 @@
    at its full-size defaults) and warm (the same folder again, nothing changed);
 3. with ``--suite``, the whole test suite as ``make test`` runs it.
 
-Run: ``.venv/bin/python benchmarks/bench_labs.py [--suite]`` (``make bench`` passes
+Run: ``.venv/bin/python benchmarks/bench_labs.py [--suite] [--no-book]`` (``make bench`` passes
 ``--suite``). Writes ``_build/benchmarks/labs.json``. Not a test: nothing is asserted.
 """
 from __future__ import annotations
@@ -37,6 +37,8 @@ def timed(argv: list[str], **kwargs) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", action="store_true", help="also time the whole test suite")
+    parser.add_argument("--no-book", action="store_true", help="leave out the book builds (they execute "
+                        "every lab at full size: the longest part)")
     args = parser.parse_args()
     labs = run_labs.discover(REPO / "labs")
     results: dict = {}
@@ -51,7 +53,7 @@ def main() -> None:
         book = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(REPO),
                 "--path-output", str(tmp / "book"), "--warningiserror", "--nitpick", "--keep-going"]
         ENV["LABKIT_SIM_ROOT"] = str(tmp / "book-workspaces")
-        for label in ("book_cold", "book_warm"):
+        for label in () if args.no_book else ("book_cold", "book_warm"):
             seconds, code = timed(book)
             results[label] = {"wall_s": seconds, "exit": code}
         if args.suite:

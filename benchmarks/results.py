@@ -19,6 +19,25 @@ LAB_BUDGET_S, LAB_BUDGET_MB = 60, 1536
 JOB_OVERHEAD_BUDGET_S, SWEEP_BUDGET_RATIO, FRONT_DOOR_BUDGET_RATIO = 1.5, 1.5, 0.8
 
 
+# Why a figure misses its budget, where profiling found the cause (printed beside the figure
+# only when it is over budget). Keep these true: re-profile when a figure moves.
+WHY_OVER = {
+    "L2.4": "FLAML searches for the time budget the lab's AutoML jobs set (two classification runs "
+            "and a forecast), not for a fixed number of trials.",
+    "L2.5": "four sweeps of 22 trials in all, each a real gradient-boosting fit; the first waits for "
+            "the warm server to finish importing (labkit/sim/warm_worker.py).",
+    "L3.2": "each deployment starts a real azureml-inference-server-http (gunicorn, the scoring script, "
+            "the model) in a process of its own: four start-ups.",
+    "front door": "the front door is Python's ThreadingHTTPServer, one thread and one upstream "
+                  "connection per request (the inference server's gunicorn closes each one).",
+    "make test": "the labs are CPU-bound: two at a time on two cores gain little over one at a time.",
+}
+
+
+def why(key: str, ok: bool) -> str:
+    return "" if ok or key not in WHY_OVER else f" ({WHY_OVER[key]})"
+
+
 def load(name: str):
     path = MEASURED / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -45,15 +64,17 @@ def labs_section(labs) -> list[str]:
     lines = ["| lab | s, 1 worker | peak MB | s, 2 workers | budget (60 s, 1.5 GB) |", "|---|---|---|---|---|"]
     for one, two in zip(labs["labs_1_workers"]["labs"], labs["labs_2_workers"]["labs"]):
         ok = (one["seconds"] or 1e9) < LAB_BUDGET_S and (one["peak_mb"] or 1e9) < LAB_BUDGET_MB
-        lines.append(f"| {one['id']} | {one['seconds']} | {one['peak_mb']} | {two['seconds']} | {verdict(ok)} |")
+        lines.append(f"| {one['id']} | {one['seconds']} | {one['peak_mb']} | {two['seconds']} "
+                     f"| {verdict(ok)}{why(one['id'], ok)} |")
     lines += ["", f"All labs: {labs['labs_1_workers']['wall_s']:.0f} s serially, "
                   f"{labs['labs_2_workers']['wall_s']:.0f} s with 2 workers.", ""]
     for label, budget, name in (("book_cold", 600, "`make book`, cold"), ("book_warm", 30, "`make book`, nothing changed"),
                                 ("make_test", 15 * 60, "`make test`")):
         if label in labs:
             run = labs[label]
+            ok = run['wall_s'] < budget and run['exit'] == 0
             lines.append(f"- {name}: {run['wall_s']:.0f} s, exit {run['exit']} (budget {budget} s: "
-                         f"{verdict(run['wall_s'] < budget and run['exit'] == 0)})")
+                         f"{verdict(ok)}){why(name.strip('`'), ok)}")
         else:
             lines.append(f"- {name}: not measured")
     peaks_note = ("Peak memory is the runner's: the largest of the kernel's own peak and the summed resident "
@@ -89,8 +110,9 @@ def endpoints_section(endpoints) -> list[str]:
     for threads in sorted({t for _, t in by}):
         door, alone = by[("through the endpoint's front door", threads)], by[("inference server directly", threads)]
         ratio = door["requests_per_second"] / alone["requests_per_second"]
+        ok = ratio >= FRONT_DOOR_BUDGET_RATIO
         lines.append(f"| {threads} | {door['requests_per_second']} | {alone['requests_per_second']} | {ratio:.2f} "
-                     f"| {door['p50_ms']} / {alone['p50_ms']} | {verdict(ratio >= FRONT_DOOR_BUDGET_RATIO)} |")
+                     f"| {door['p50_ms']} / {alone['p50_ms']} | {verdict(ok)}{why('front door', ok)} |")
     return lines
 
 
