@@ -35,7 +35,7 @@ WHY_OVER = {
 
 
 def why(key: str, ok: bool) -> str:
-    return "" if ok or key not in WHY_OVER else f" ({WHY_OVER[key]})"
+    return "" if ok or key not in WHY_OVER else f": {WHY_OVER[key]}"
 
 
 def load(name: str):
