@@ -196,9 +196,11 @@ def _copy_empty_schema(database: Path) -> None:
         with FileLock(str(template) + ".lock"):
             if not template.exists():
                 _write_empty_schema(template)
-        shutil.copyfile(template, database)
+        copying = database.with_suffix(".copying")
+        shutil.copyfile(template, copying)
+        copying.replace(database)  # whole or not at all: a killed kernel leaves no half database
     except OSError:
-        database.unlink(missing_ok=True)
+        pass
 
 
 def _write_empty_schema(template: Path) -> None:
