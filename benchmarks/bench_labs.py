@@ -6,7 +6,7 @@
    at its full-size defaults) and warm (the same folder again, nothing changed);
 3. with ``--suite``, the whole test suite as ``make test`` runs it.
 
-Run: ``.venv/bin/python benchmarks/bench_labs.py [--suite] [--no-book]`` (``make bench`` passes
+Run: ``.venv/bin/python benchmarks/bench_labs.py [--suite] [--no-book] [--no-labs]`` (``make bench`` passes
 ``--suite``). Writes ``_build/benchmarks/labs.json``. Not a test: nothing is asserted.
 """
 from __future__ import annotations
@@ -39,12 +39,15 @@ def main() -> None:
     parser.add_argument("--suite", action="store_true", help="also time the whole test suite")
     parser.add_argument("--no-book", action="store_true", help="leave out the book builds (they execute "
                         "every lab at full size: the longest part)")
+    parser.add_argument("--no-labs", action="store_true", help="leave out the lab runs; the figures of an "
+                        "earlier run in labs.json are kept")
     args = parser.parse_args()
     labs = run_labs.discover(REPO / "labs")
-    results: dict = {}
+    # What this run leaves out keeps its figures from an earlier run.
+    results: dict = json.loads(OUT.read_text()) if OUT.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for workers in (1, 2):
+        for workers in () if args.no_labs else (1, 2):
             start = time.perf_counter()
             records = run_labs.run_labs(labs, tmp / f"labs-{workers}", workers=workers)
             results[f"labs_{workers}_workers"] = {
@@ -60,12 +63,13 @@ def main() -> None:
             seconds, code = timed([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q"], cwd=REPO)
             results["make_test"] = {"wall_s": seconds, "exit": code}
 
-    for workers in (1, 2):
-        run = results[f"labs_{workers}_workers"]
-        print(f"labs, {workers} worker(s): {run['wall_s']:.0f} s")
-    print(f"{'lab':8} {'s (1 worker)':>13} {'peak MB':>8} {'s (2 workers)':>14}")
-    for one, two in zip(results["labs_1_workers"]["labs"], results["labs_2_workers"]["labs"]):
-        print(f"{one['id']:8} {one['seconds'] or 0:13.1f} {one['peak_mb'] or 0:8.0f} {two['seconds'] or 0:14.1f}")
+    if "labs_1_workers" in results:
+        for workers in (1, 2):
+            run = results[f"labs_{workers}_workers"]
+            print(f"labs, {workers} worker(s): {run['wall_s']:.0f} s")
+        print(f"{'lab':8} {'s (1 worker)':>13} {'peak MB':>8} {'s (2 workers)':>14}")
+        for one, two in zip(results["labs_1_workers"]["labs"], results["labs_2_workers"]["labs"]):
+            print(f"{one['id']:8} {one['seconds'] or 0:13.1f} {one['peak_mb'] or 0:8.0f} {two['seconds'] or 0:14.1f}")
     for label in ("book_cold", "book_warm", "make_test"):
         if label in results:
             print(f"{label}: {results[label]['wall_s']:.0f} s (exit {results[label]['exit']})")
