@@ -23,11 +23,14 @@ from sklearn.preprocessing import StandardScaler
 MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 
 
-def installed(package: str) -> bool:
-    try:
-        return bool(metadata.version(package))
-    except metadata.PackageNotFoundError:
-        return False
+def model_requirements() -> list[str]:
+    pins = []
+    for package in MODEL_PACKAGES:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:  # skops, under MLflow 2
+            pass
+    return pins
 
 
 parser = argparse.ArgumentParser()
@@ -57,4 +60,4 @@ with mlflow.start_run():
     # The signature records the input columns and their types; deployments check requests against it.
     signature = infer_signature(X_test, model.predict(X_test))
     mlflow.sklearn.save_model(model, "outputs/model", signature=signature,
-                              pip_requirements=[f"{p}=={metadata.version(p)}" for p in MODEL_PACKAGES if installed(p)])
+                              pip_requirements=model_requirements())
