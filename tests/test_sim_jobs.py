@@ -206,6 +206,41 @@ def test_download_before_the_end_is_refused_and_archive_hides(ml_client, src, fi
     assert job.name in [j.name for j in ml_client.jobs.list()]
 
 
+def test_a_cancel_is_not_an_error_and_waits_for_a_submission_to_end():
+    """A worker's cancel arrives as a signal, between any two statements: a library that wraps
+    every Exception must not turn it into a failure (a trial canceled inside MLflow's database
+    session ended Failed), and a child job being stored gets its worker before the cancel is
+    raised (a trial stored with no worker stayed CancelRequested for ever)."""
+    import subprocess
+    import sys
+
+    script = textwrap.dedent("""
+        import os, signal
+        from labkit.sim import job_state
+        signal.signal(signal.SIGTERM, job_state.on_cancel)
+        try:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                print("not interrupted")
+            except Exception:
+                print("wrapped as an error")
+        except job_state.Canceled:
+            print("canceled")
+        signal.signal(signal.SIGTERM, job_state.on_cancel)
+        try:
+            with job_state.cancel_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                print("submission finished")
+        except job_state.Canceled:
+            print("canceled after it")
+        os.kill(os.getpid(), signal.SIGTERM)  # a cancel is raised once: the clean-up runs on
+        print("clean-up finished")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split("\n")[:-1] == ["canceled", "submission finished", "canceled after it",
+                                               "clean-up finished"], result.stderr
+
+
 def test_missing_packages_are_reported_in_the_log(ml_client, src, tmp_path, finished_job):
     from azure.ai.ml.entities import Environment
 

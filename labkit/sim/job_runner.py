@@ -262,11 +262,8 @@ def main(folder: str, name: str) -> None:
     config.active_root = Path(folder).parent  # azureml:// URIs resolve in this workspace's root
     workspace = SimWorkspace.from_folder(Path(folder))
 
-    def on_cancel(signum, frame):
-        raise Canceled()
-
     # The handler is in place before the pid is published: begin_cancel signals that pid.
-    signal.signal(signal.SIGTERM, on_cancel)
+    signal.signal(signal.SIGTERM, job_state.on_cancel)
     job_state.write_runtime(workspace, name, pid=os.getpid())
     try:
         start_mlflow_run(workspace, name)

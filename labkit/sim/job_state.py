@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -30,11 +31,50 @@ JOB_OUTPUT_URI = re.compile(
     r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:(?:/paths/|(?<=/artifacts)/)(?P<path>.*))?$")
 
 
-class Canceled(Exception):
+class Canceled(BaseException):
     """Raised in a job's worker when the job is canceled (SIGTERM from ``begin_cancel``).
 
+    Like ``KeyboardInterrupt`` it may arise between any two statements, so it is not an
+    ``Exception``: a library that wraps every ``Exception`` (MLflow turns one raised in its
+    database session into an ``MlflowException``) must not turn a cancel into a failure.
     Defined here, not in ``job_runner`` (which runs as ``__main__``), so that every module
     that catches it catches the same class."""
+
+
+_cancel_deferrals = 0
+_cancel_pending = False
+
+
+def on_cancel(signum, frame) -> None:
+    """A job worker's SIGTERM handler: raise ``Canceled`` now, or when the deferral ends."""
+    global _cancel_pending
+    if _cancel_deferrals:
+        _cancel_pending = True
+        return
+    _raise_canceled()
+
+
+def _raise_canceled() -> None:
+    # A cancel is raised once: a second SIGTERM (a sweep's and a learner's cancel of the same
+    # trial) must not cut the first one's clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Canceled()
+
+
+@contextlib.contextmanager
+def cancel_deferred():
+    """Run a step a cancel must not cut in two: storing a child job and starting its worker
+    (a sweep canceled in between would leave a trial no worker ever runs, CancelRequested
+    for ever). A cancel that arrives meanwhile is raised when the step is done."""
+    global _cancel_deferrals, _cancel_pending
+    _cancel_deferrals += 1
+    try:
+        yield
+    finally:
+        _cancel_deferrals -= 1
+    if not _cancel_deferrals and _cancel_pending:
+        _cancel_pending = False
+        _raise_canceled()
 
 
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}

@@ -195,10 +195,11 @@ class JobOperations(SimOperations, _SdkJobOperations):
         """Record a job's payload (status NotStarted) and start its worker."""
         payload["properties"]["status"] = "NotStarted"
         self._refuse_unreadable(rest_class, payload)
-        with self._store.transaction() as db:
-            self._store.put(db, KIND, payload["name"], "", rest_class(payload))
-        job_state.write_summary(self._workspace, payload["name"])
-        self._start_worker(payload["name"])
+        with job_state.cancel_deferred():  # a stored job always gets its worker
+            with self._store.transaction() as db:
+                self._store.put(db, KIND, payload["name"], "", rest_class(payload))
+            job_state.write_summary(self._workspace, payload["name"])
+            self._start_worker(payload["name"])
         return self.get(payload["name"])
 
     def _refuse_unreadable(self, rest_class: type, payload: dict) -> None:

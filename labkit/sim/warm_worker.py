@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import contextlib
 import importlib
 import importlib.machinery
 import json
@@ -248,8 +249,22 @@ def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
         if request["op"] == "script":
             replies.flush()
             _run_script(request, channel)  # never returns
-        _fork_job(request, channel)
-        replies.flush()  # after the fork: the requester hears back once the worker exists
+        # A twin is in its worker's process group, which a cancel signals: a sweep canceled
+        # while its twin forks a trial must not kill the trial's worker before it is a session
+        # of its own, nor the twin before the sweep hears the trial started (it would start
+        # the trial a second time). The signal waits until both are done.
+        with _sigterm_blocked():
+            _fork_job(request, channel)
+            replies.flush()  # after the fork: the requester hears back once the worker exists
+
+
+@contextlib.contextmanager
+def _sigterm_blocked():
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _fork_job(request: dict, channel) -> None:
@@ -259,6 +274,10 @@ def _fork_job(request: dict, channel) -> None:
         try:
             if os.fork() == 0:
                 os.setsid()  # a session of its own: canceling the job signals its whole group
+                # A SIGTERM sent to the parent's group while this was forked is not this job's:
+                # ignoring it discards it, then this job's own cancels are let in (_become).
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 _run_job(request, channel)
         finally:
             _exit(0)
