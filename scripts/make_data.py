@@ -214,6 +214,68 @@ def build_diabetes_batch(drift: str) -> Callable[[np.random.Generator], pd.DataF
     return build
 
 
+LOAN_AGE_GROUPS = (18, 25, 45, 65, 76)  # bounds of 18-24, 25-44, 45-64, 65-75
+LOAN_DISTRICTS = 50
+
+
+def build_loan_applications(rng: np.random.Generator, n_rows: int = 6_000) -> pd.DataFrame:
+    """Past personal-loan applications and the decision a loan officer made (``approved``):
+    the data of Chapter 4, where a model learns to make that decision.
+
+    The decisions carry two documented biases, so that a model trained on them shows a
+    disparity that assessment can measure and mitigation can reduce:
+
+    * a **historical label bias**: for the same finances, officers approved women less often
+      (a fixed penalty on the log-odds of approval);
+    * a **proxy**: officers also marked down part-time work, which women in this table do
+      more than twice as often as men, so a model that never sees ``sex`` still treats women
+      worse through ``employment_type``.
+
+    Age matters only through what it drives (credit history, income), as lending rules
+    allow. Postcode district and exact age are there for the privacy lesson: with sex they
+    single out most applicants (quasi-identifiers).
+    """
+    sex = rng.choice(["female", "male"], size=n_rows)
+    female = sex == "female"
+    age = _clip_int(18 + 57 * rng.beta(2.0, 3.2, size=n_rows), 18, 75)
+    part_time_share = np.where(female, 0.34, 0.13)
+    draw = rng.random(n_rows)
+    employment = np.where(draw < part_time_share, "part_time",
+                          np.where(draw < part_time_share + 0.11, "self_employed", "full_time"))
+    part_time = employment == "part_time"
+    employment_years = np.minimum(age - 18, _clip_int(rng.gamma(2.0, 3.5, size=n_rows), 0, 45))
+    district = rng.integers(1, LOAN_DISTRICTS + 1, size=n_rows)
+    # Some districts are richer than others: a district effect on income, fixed per district.
+    district_effect = rng.normal(0.0, 0.12, size=LOAN_DISTRICTS + 1)[district]
+    income = np.exp(rng.normal(np.log(44) + 0.015 * (np.minimum(age, 55) - 35) - 0.5 * part_time
+                               + district_effect, 0.33))
+    credit_history = np.clip(age - 18 - rng.exponential(3.0, size=n_rows), 0, None)
+    previous_defaults = _clip_int(rng.poisson(0.22, size=n_rows), 0, 4)
+    loan = np.exp(rng.normal(np.log(11) + 0.6 * np.log(income / 44), 0.5))
+    debt_to_income = np.clip(rng.normal(0.28, 0.11, size=n_rows) + 0.25 * (loan / income - 0.25), 0.0, 0.95)
+    # The officer's decision: finances first, then the two biases described above.
+    merit = (0.4 + 1.5 * np.log(income / 44) - 4.0 * (debt_to_income - 0.3) + 0.07 * np.minimum(credit_history, 20)
+             - 1.1 * previous_defaults - 0.7 * np.log(loan / 11) + 0.03 * np.minimum(employment_years, 15))
+    bias = -0.8 * female - 0.9 * part_time
+    approved = (rng.random(n_rows) < 1 / (1 + np.exp(-(merit + bias + rng.normal(0, 0.3, size=n_rows))))).astype(int)
+    age_group = pd.cut(age, bins=LOAN_AGE_GROUPS, right=False, labels=["18-24", "25-44", "45-64", "65-75"])
+    return pd.DataFrame({
+        "applicant_id": [f"A{i:05d}" for i in range(1, n_rows + 1)],
+        "sex": sex,
+        "age_years": age,
+        "age_group": age_group.astype(str),
+        "postcode_district": [f"D{d:02d}" for d in district],
+        "employment_type": employment,
+        "employment_years": employment_years.astype(np.int64),
+        "annual_income_k": income,
+        "loan_amount_k": loan,
+        "debt_to_income": debt_to_income,
+        "credit_history_years": credit_history,
+        "previous_defaults": previous_defaults,
+        "approved": approved,
+    })
+
+
 @dataclass(frozen=True)
 class Dataset:
     file_name: str
@@ -239,6 +301,10 @@ DATASETS: dict[str, Dataset] = {
                                           seed=20240804, float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
     "diabetes_batch4_rising_nulls": Dataset("diabetes_batch4_rising_nulls.csv", build_diabetes_batch("rising_nulls"),
                                             seed=20240805, float_decimals={"bmi": 1, "diabetes_pedigree": 3}),
+    # Responsible machine learning (Chapter 4): past loan decisions with sensitive attributes.
+    "loan_applications": Dataset("loan_applications.csv", build_loan_applications, seed=20241001,
+                                 float_decimals={"annual_income_k": 1, "loan_amount_k": 1, "debt_to_income": 3,
+                                                 "credit_history_years": 1}),
 }
 
 

@@ -180,3 +180,39 @@ def test_installed_requirements_pins_what_is_installed_and_leaves_out_the_rest()
 
     assert labkit.installed_requirements("scikit-learn", "no-such-package-for-labkit") == [
         f"scikit-learn=={metadata.version('scikit-learn')}"]
+
+
+# -- loan applications (Chapter 4) ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def loans() -> pd.DataFrame:
+    return pd.read_csv(DATA / "loan_applications.csv")
+
+
+def test_loans_columns_and_identifiers(loans):
+    assert loans.shape == (6_000, 13) and not loans.isna().any().any()
+    assert loans["applicant_id"].is_unique
+    assert set(loans["sex"]) == {"female", "male"}
+    assert set(loans["age_group"]) == {"18-24", "25-44", "45-64", "65-75"}
+    bounds = pd.cut(loans["age_years"], [18, 25, 45, 65, 76], right=False,
+                    labels=["18-24", "25-44", "45-64", "65-75"]).astype(str)
+    assert (bounds == loans["age_group"]).all()
+    assert set(loans["approved"]) == {0, 1} and 0.55 <= loans["approved"].mean() <= 0.72
+
+
+def test_loans_carry_the_documented_label_bias_and_its_proxy(loans):
+    """What the data card promises Chapter 4: women approved less often, also at equal finances,
+    and part-time work (more common among women) as a proxy that carries the disparity."""
+    rates = loans.groupby("sex")["approved"].mean()
+    assert rates["male"] - rates["female"] > 0.15
+    part_time = loans.groupby("sex")["employment_type"].apply(lambda s: (s == "part_time").mean())
+    assert part_time["female"] > 2 * part_time["male"]
+    # Within full-time workers of similar income, women are still approved less often.
+    full_time = loans[loans["employment_type"] == "full_time"]
+    band = full_time.groupby([pd.qcut(full_time["annual_income_k"], 4), "sex"], observed=True)["approved"].mean()
+    gap = band.xs("male", level="sex") - band.xs("female", level="sex")
+    assert (gap > 0).all() and gap.mean() > 0.1
+
+
+def test_loans_quasi_identifiers_single_out_many_applicants(loans):
+    sizes = loans.groupby(["postcode_district", "age_years", "sex"]).size()
+    assert (sizes == 1).sum() / len(loans) > 0.15
