@@ -104,8 +104,32 @@ def _installed_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        providers = metadata.packages_distributions().get(name.replace("-", "_"), [])
+        providers = _module_providers().get(name.replace("-", "_"), [])
         return metadata.version(providers[0]) if providers else None
+
+
+_providers_cache: tuple[tuple, dict] | None = None
+
+
+def _module_providers() -> dict[str, list[str]]:
+    """``importlib.metadata.packages_distributions()``, which reads every installed package's
+    file list (a second or more; a deployment asks it for each package it cannot find), made
+    again only when a folder on ``sys.path`` changed (a package was installed or removed)."""
+    import os
+    import sys
+    from importlib import metadata
+
+    global _providers_cache
+    folders = []
+    for entry in sys.path:
+        try:
+            folders.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            continue
+    key = tuple(folders)
+    if _providers_cache is None or _providers_cache[0] != key:
+        _providers_cache = (key, metadata.packages_distributions())
+    return _providers_cache[1]
 
 
 def unmet_requirements(requirements: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
