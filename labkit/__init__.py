@@ -91,7 +91,7 @@ def connect(backend: str = "auto", root: str | os.PathLike | None = None):
 
     client = sim.connect(root=root)
     # The simulated compute warms up while the learner reads: the first job need not wait.
-    warm_worker.prestart(sim.workspace_folder(client) / "warm-server.log")
+    warm_worker.prestart(sim.workspace_folder(client) / warm_worker.SERVER_LOG)
     print(f"Connected to the SIMULATED workspace {client.workspace_name!r} "
           f"(a local stand-in for Azure ML, stored in {sim.workspace_folder(client)}).")
     return client

@@ -138,3 +138,25 @@ def finished_job():
         raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
 
     return wait
+
+
+def processes_under(root) -> list[int]:
+    """Live processes whose command line or working folder names a path under ``root``: the
+    simulation's servers, front doors and deployment instances (an instance forked from the
+    warm server has that server's command line, but runs in its deployment's folder)."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if (str(root) in cmdline or str(root) in cwd) and state != "Z":
+            found.append(int(entry.name))
+    return found

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import processes_under
 import requests
 from azure.ai.ml import Input
 from azure.ai.ml.entities import (
@@ -339,28 +340,13 @@ SCORE = textwrap.dedent("""
 """)
 
 
-def _our_processes(root: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(root) in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture
 def no_orphans(sim_root):
     yield
     deadline = time.time() + 15
-    while _our_processes(sim_root) and time.time() < deadline:
+    while processes_under(sim_root) and time.time() < deadline:
         time.sleep(0.2)
-    assert _our_processes(sim_root) == [], "processes were left running"
+    assert processes_under(sim_root) == [], "processes were left running"
 
 
 def test_monitor_over_a_deployments_collected_data(no_orphans, ml_client, tmp_path):

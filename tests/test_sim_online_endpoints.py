@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import processes_under
 import requests
 from azure.ai.ml.entities import (
     CodeConfiguration,
@@ -52,30 +53,14 @@ SCORE = textwrap.dedent("""
 """)
 
 
-def our_processes(root: Path) -> list[int]:
-    """Processes whose command line names a path under ``root`` (servers, workers, front doors)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(root) in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture(autouse=True)
 def no_orphans(sim_root):
     """Set up before ``ml_client``, so it checks after the client's teardown (deactivate) ran."""
     yield
     deadline = time.time() + 10
-    while our_processes(sim_root) and time.time() < deadline:
+    while processes_under(sim_root) and time.time() < deadline:
         time.sleep(0.1)
-    assert our_processes(sim_root) == [], "endpoint processes were left running"
+    assert processes_under(sim_root) == [], "endpoint processes were left running"
 
 
 @pytest.fixture
@@ -344,9 +329,9 @@ def test_traffic_split_blue_green_shift_and_mirroring(ml_client, project):
     endpoint.traffic, endpoint.mirror_traffic = {"green": 100}, {}
     ml_client.online_endpoints.begin_create_or_update(endpoint).result()
     blue_folder = Path(ml_client._sim_workspace.folder) / "online_endpoints" / "ep-traffic" / "deployments" / "blue"
-    assert our_processes(blue_folder)
+    assert processes_under(blue_folder)
     ml_client.online_deployments.begin_delete("blue", "ep-traffic").result()
-    assert our_processes(blue_folder) == []
+    assert processes_under(blue_folder) == []
     with pytest.raises(ResourceNotFoundError):
         ml_client.online_deployments.get("blue", "ep-traffic")
     assert set(colors(endpoint.scoring_uri, key, 5)) == {"green"}
@@ -396,7 +381,7 @@ def test_refusals_failures_and_request_timeout(ml_client, project):
     # Deleting the endpoint deletes its deployments and stops their processes.
     folder = Path(ml_client._sim_workspace.folder) / "online_endpoints" / "ep-rules"
     ml_client.online_endpoints.begin_delete("ep-rules").result()
-    assert our_processes(folder) == []
+    assert processes_under(folder) == []
     with pytest.raises(ResourceNotFoundError):
         ml_client.online_endpoints.get("ep-rules")
     with pytest.raises(requests.ConnectionError):
@@ -442,7 +427,7 @@ def test_processes_come_back_when_the_workspace_is_reopened(ml_client, project, 
 
     # Everything stopped (the machine restarted): the next client starts them again, same URL.
     sim.deactivate()
-    assert our_processes(folder) == []
+    assert processes_under(folder) == []
     reopened = sim.connect(root=sim_root)
     assert reopened.online_endpoints.get("ep-reopen").scoring_uri == endpoint.scoring_uri
     assert json.loads(runtime_file.read_text())["instances"][0]["pid"] != first_pid

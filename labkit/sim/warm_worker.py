@@ -18,6 +18,10 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
   the process of a command that is a plain ``python script.py args``, and runs the script
   as ``python`` would: this interpreter, the same argv, ``sys.path[0]``,
   environment, working folder, stdin, exit status and traceback;
+* an online deployment's instances (``python -m labkit.sim.online_server``) are forked from
+  the client's server the same way (``start_module``): its scoring script finds MLflow,
+  pandas and scikit-learn imported. Such a process has the server's command line: it is
+  known by its working folder, the deployment's;
 * any other command still runs in ``bash -c``. Where fork is not safe (not Linux, or a
   thread started while importing) or ``LABKIT_SIM_WARM_WORKERS=0``, every worker is cold.
 
@@ -60,6 +64,7 @@ PRELOAD = (
 # A client's server no one has sent a job for this long exits (its memory back); the next
 # job starts another.
 IDLE_EXIT_S = 300
+SERVER_LOG = "warm-server.log"  # in the workspace's folder: what the server itself prints
 READY, COLD = "ready", "cold"
 # A command bash would run as it is: every word plain (no quoting, variable, glob,
 # redirection, pipe or list), so splitting it on spaces gives exactly bash's argv.
@@ -139,26 +144,48 @@ def prestart(log: Path) -> None:
             _current_server(log)
 
 
+def _ask(request: dict, log: Path) -> str | None:
+    """This process's server's answer to a request (``ready`` and maybe a pid), or None when
+    forking is not possible here: the caller then starts the process cold."""
+    global _server, _cold_here
+    if not enabled() or _cold_here:
+        return None
+    with _lock:
+        for _ in range(2):  # a server that went idle meanwhile is replaced once
+            answer = _current_server(log).ask(request)
+            if answer and answer.split()[0] == READY:
+                return answer
+            if answer == COLD:  # one of its imports started a thread: forking is unsafe
+                _cold_here = True
+                return None
+            _server = None
+    return None
+
+
 def start_job(workspace_folder: Path, name: str, log: Path) -> None:
     """Start a job's worker, warm where possible; its output goes to ``log``."""
-    global _server, _cold_here
     request = {"op": "job", "folder": str(workspace_folder), "name": name, "log": str(log),
                "env": dict(os.environ), "cwd": os.getcwd()}
-    if enabled() and not _cold_here:
-        with _lock:
-            for _ in range(2):  # a server that went idle meanwhile is replaced once
-                answer = _current_server(log).ask(request)
-                if answer == READY:
-                    return
-                if answer == COLD:  # one of its imports started a thread: forking is unsafe
-                    _cold_here = True
-                    break
-                _server = None
+    if _ask(request, log):
+        return
     with open(log, "ab") as output:
         worker = subprocess.Popen([sys.executable, "-m", "labkit.sim.job_runner", str(workspace_folder), name],
                                   stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
     _cold_workers.append(worker)
     threading.Thread(target=worker.wait, daemon=True).start()
+
+
+def start_module(module: str, args: list[str], env: dict, cwd: Path, log: Path, server_log: Path) -> int | None:
+    """Start ``python -m <module> <args>`` warm, in a session of its own, with ``env`` and ``cwd``
+    and its output to ``log`` (``server_log``: where a server started for it writes its own):
+    its pid, or None if it must start cold (then the caller spawns it).
+    ``env`` needs no ``PYTHONPATH`` for labkit: the fork has imported it already. A module run so
+    has the server's command line, not its own: find it by its working folder."""
+    if _python_variables(env) != _python_variables(_startup_env):
+        return None
+    answer = _ask({"op": "module", "module": module, "argv": [module, *args], "env": env, "cwd": str(cwd),
+                   "log": str(log)}, server_log)
+    return int(answer.split()[1]) if answer else None
 
 
 def plain_python(command: str, env: dict, cwd: Path) -> list[str] | None:
@@ -186,7 +213,7 @@ def run_script(argv: list[str], env: dict, cwd: Path, log: Path) -> int | None:
     if twin is None or twin.process is not None or not twin.alive():
         return None
     answer = twin.ask({"op": "script", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)})
-    return twin.pid if answer == READY else None
+    return twin.pid if answer and answer.split()[0] == READY else None
 
 
 def wait(pid: int) -> int:
@@ -245,8 +272,8 @@ def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
     """Answer requests from the fd ``requests`` on the text stream ``replies``."""
     channel = (requests, replies)
     for request in _requests(requests, idle_exit_s):
-        replies.write(READY + "\n")
         if request["op"] == "script":
+            replies.write(READY + "\n")
             replies.flush()
             _run_script(request, channel)  # never returns
         # A twin is in its worker's process group, which a cancel signals: a sweep canceled
@@ -254,8 +281,9 @@ def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
         # of its own, nor the twin before the sweep hears the trial started (it would start
         # the trial a second time). The signal waits until both are done.
         with _sigterm_blocked():
-            _fork_job(request, channel)
-            replies.flush()  # after the fork: the requester hears back once the worker exists
+            pid = _fork_detached(request, channel)
+            replies.write(f"{READY} {pid}\n")
+            replies.flush()  # after the fork: the requester hears back once the process exists
 
 
 @contextlib.contextmanager
@@ -267,21 +295,31 @@ def _sigterm_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _fork_job(request: dict, channel) -> None:
-    """Fork a detached worker for one job (fork twice, so this process never waits on it)."""
+def _fork_detached(request: dict, channel) -> int:
+    """Fork a detached process for a job's worker or a module (fork twice, so this process
+    never waits on it); its pid."""
+    pid_read, pid_write = os.pipe()
     middle = os.fork()
     if middle == 0:
         try:
-            if os.fork() == 0:
+            os.close(pid_read)
+            child = os.fork()
+            if child == 0:
+                os.close(pid_write)
                 os.setsid()  # a session of its own: canceling the job signals its whole group
                 # A SIGTERM sent to the parent's group while this was forked is not this job's:
                 # ignoring it discards it, then this job's own cancels are let in (_become).
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-                _run_job(request, channel)
+                (_run_job if request["op"] == "job" else _run_module)(request, channel)
+            else:
+                os.write(pid_write, str(child).encode())
         finally:
             _exit(0)
+    os.close(pid_write)
     os.waitpid(middle, 0)
+    with os.fdopen(pid_read, "rb") as answer:
+        return int(answer.read() or 0)
 
 
 def _run_job(request: dict, channel) -> None:
@@ -339,24 +377,48 @@ def _run_script(request: dict, channel) -> None:
     script = os.path.abspath(argv[1])
     sys.argv = argv[1:]
     sys.path[0] = os.path.dirname(script)
-    warnings.filters[:] = _pristine_warning_filters
-    if "numpy" in sys.modules:  # a fresh interpreter's global random state, not the server's
-        sys.modules["numpy"].random.seed()
+    _fresh_interpreter_state()
     # What the interpreter does for a script: a new __main__ with an absolute __file__,
     # the script compiled and run in it (runpy.run_path would set argv[0] absolute too).
     main = types.ModuleType("__main__")
     main.__file__, main.__cached__, main.__builtins__ = script, None, builtins
     main.__loader__ = importlib.machinery.SourceFileLoader("__main__", script)
     sys.modules["__main__"] = main
-    try:
+
+    def run():
         with open(script, "rb") as source:
             code = compile(source.read(), script, "exec")
         exec(code, main.__dict__)
+
+    _run_and_exit(run, lambda tb: _from_script(tb, script))
+
+
+def _run_module(request: dict, channel) -> None:
+    """Become ``python -m module args`` (for a module whose ``main()`` is what its ``__main__``
+    block runs) and exit with its status."""
+    _become(request, channel)
+    module = importlib.import_module(request["module"])
+    sys.argv = [module.__file__, *request["argv"][1:]]
+    sys.path[0] = request["cwd"]  # python -m puts the working folder first
+    _fresh_interpreter_state()
+    _run_and_exit(lambda: sys.exit(module.main()), lambda tb: tb)
+
+
+def _fresh_interpreter_state() -> None:
+    warnings.filters[:] = _pristine_warning_filters
+    if "numpy" in sys.modules:  # a fresh interpreter's global random state, not the server's
+        sys.modules["numpy"].random.seed()
+
+
+def _run_and_exit(run, shown_traceback) -> None:
+    """Run ``run()`` and exit as the interpreter would: its status, its traceback if it raised."""
+    try:
+        run()
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc.code)
     except BaseException as exc:  # noqa: BLE001 - what the interpreter does with an uncaught exception
-        sys.excepthook(type(exc), exc, exc.with_traceback(_from_script(exc.__traceback__, script)).__traceback__)
+        sys.excepthook(type(exc), exc, exc.with_traceback(shown_traceback(exc.__traceback__)).__traceback__)
         status = 1
     # What the interpreter does at exit, in its order: threading's exit hooks (which stop
     # thread pools such as MLflow's async logging) and the wait for non-daemon threads,
