@@ -24,10 +24,8 @@ JOB_OVERHEAD_BUDGET_S, SWEEP_BUDGET_RATIO, FRONT_DOOR_BUDGET_RATIO = 1.5, 1.5, 0
 WHY_OVER = {
     "L2.4": "four AutoML jobs (12 classification trials, then 6 each for a forecast and two "
             "exercise searches), every trial a real FLAML fit with its child run and model.",
-    "L2.5": "four sweeps of 22 trials in all, each a real gradient-boosting fit; the first waits for "
-            "the warm server to finish importing (labkit/sim/warm_worker.py).",
-    "L3.2": "each deployment starts a real azureml-inference-server-http (gunicorn, the scoring script, "
-            "the model) in a process of its own: four start-ups.",
+    "L2.5": "four sweeps of 22 trials in all, each a real gradient-boosting fit; the first waits about 13 s "
+            "for the warm server to finish importing (labkit/sim/warm_worker.py: 12-15 s of imports).",
     "front door": "the front door is Python's ThreadingHTTPServer, one thread and one upstream "
                   "connection per request (the inference server's gunicorn closes each one).",
     "make test": "the labs are CPU-bound: two at a time on two cores gain little over one at a time.",
