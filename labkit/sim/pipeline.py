@@ -270,8 +270,9 @@ class _Pipeline:
             environment_variables={**(spec.get("environment_variables") or {}),
                                    **(node.get("environment_variables") or {})} or None,
             properties=properties, tags=node.get("tags") or None)
-        self.ops._submit_command(job, parent=self.name)
-        self.children[step] = child
+        with job_state.cancel_deferred():  # a step started is a step the pipeline knows (and cancels)
+            self.ops._submit_command(job, parent=self.name)
+            self.children[step] = child
         self.log(f"step '{step}': child job {child} submitted")
 
     def _input_value(self, step: str, input_name: str, given: Optional[dict], definition: dict):

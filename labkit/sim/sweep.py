@@ -595,10 +595,11 @@ def run(workspace, name: str) -> None:
                     exhausted = True
                     break
                 child = _trial_job(sweep, name, len(trials), params)
-                ops._submit_command(child, parent=name)
-                trial = _Trial(child.name, params, time.monotonic())
-                trials.append(trial)
-                running.append(trial)
+                with job_state.cancel_deferred():  # a trial started is a trial the sweep knows (and cancels)
+                    ops._submit_command(child, parent=name)
+                    trial = _Trial(child.name, params, time.monotonic())
+                    trials.append(trial)
+                    running.append(trial)
                 log(f"{child.name} started with {json.dumps(params, default=str)}")
             more = not (exhausted or timed_out) and len(trials) < total
             if not running and not more:
