@@ -40,7 +40,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller, NoPolling
 
-from labkit.sim import conda, warm_worker
+from labkit.sim import conda
 from labkit.sim import online_runtime as runtime
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, service_error, with_service_fields
@@ -282,7 +282,6 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
             "server_variables": {"AML_APP_ROOT": str(app_root), "SERVICE_NAME": endpoint,
                                  "WORKSPACE_NAME": self._workspace.name},
             "ready_timeout_s": ready_s,
-            "warm_server_log": str(self._workspace.folder / warm_worker.SERVER_LOG),
         }
         # How this Python differs from what Azure would install, first in every instance's log.
         notes = conda.deployment_notes(self._workspace, props.get("environmentId"),

@@ -64,6 +64,11 @@ def deployment_folder(workspace: SimWorkspace, endpoint: str, deployment: str) -
     return endpoint_folder(workspace, endpoint) / "deployments" / deployment
 
 
+def workspace_folder_of(deployment: Path) -> Path:
+    """The workspace folder a deployment folder lies in (the inverse of ``deployment_folder``)."""
+    return deployment.parents[3]
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -217,7 +222,7 @@ def start_instances(folder: Path, spec: dict) -> list[dict]:
         # scoring script imports, are imported already (seconds per instance on 2 cores).
         pid = warm_worker.start_module(INSTANCE_MODULE, args, _python_env(variables, forked=True),
                                        Path(spec["app_root"]), log,
-                                       Path(spec.get("warm_server_log") or log))  # older runtime.json: no key
+                                       workspace_folder_of(folder) / warm_worker.SERVER_LOG)
         if pid is None:
             pid = spawn([sys.executable, "-m", INSTANCE_MODULE, *args], cwd=Path(spec["app_root"]),
                         env=_python_env(variables), log=log).pid

@@ -153,13 +153,18 @@ def _ask(request: dict, log: Path) -> str | None:
     with _lock:
         for _ in range(2):  # a server that went idle meanwhile is replaced once
             answer = _current_server(log).ask(request)
-            if answer and answer.split()[0] == READY:
+            if _is_ready(answer):
                 return answer
             if answer == COLD:  # one of its imports started a thread: forking is unsafe
                 _cold_here = True
                 return None
             _server = None
     return None
+
+
+def _is_ready(answer: str | None) -> bool:
+    """A server's answer says it forked: ``ready``, followed by the new process's pid if any."""
+    return bool(answer) and answer.split()[0] == READY
 
 
 def start_job(workspace_folder: Path, name: str, log: Path) -> None:
@@ -213,7 +218,7 @@ def run_script(argv: list[str], env: dict, cwd: Path, log: Path) -> int | None:
     if twin is None or twin.process is not None or not twin.alive():
         return None
     answer = twin.ask({"op": "script", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)})
-    return twin.pid if answer and answer.split()[0] == READY else None
+    return twin.pid if _is_ready(answer) else None
 
 
 def wait(pid: int) -> int:
