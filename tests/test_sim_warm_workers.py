@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from azure.ai.ml import command
@@ -138,3 +139,23 @@ def test_prestart_gives_the_first_job_a_server_already_started(ml_client, finish
     job, log, _ = run(ml_client, finished_job, src, "python report.py")
     assert job.status == "Completed", log
     assert warm_worker._server is started and started.greeted, "the job went to the server prestart began"
+
+
+
+def test_a_forked_process_is_given_by_pid_only_once_it_is_in_its_own_folder(tmp_path, monkeypatch):
+    """A deployment's instance forked warm is known by its working folder, so the requester
+    must hear its pid only after it has moved there (CI: a slow machine looked first, saw the
+    server's folder and called the instance dead). The folder change is slowed here."""
+    real_chdir = os.chdir
+    monkeypatch.setattr(os, "chdir", lambda path: (time.sleep(0.5), real_chdir(path)))
+    monkeypatch.setattr(warm_worker, "_run_module", lambda *_: (time.sleep(2), os._exit(0)))
+    folder = tmp_path / "instance"
+    folder.mkdir()
+    request = {"op": "module", "env": dict(os.environ), "cwd": str(folder), "log": str(tmp_path / "log")}
+    requests, unused_write = os.pipe()
+    unused_read, replies = os.pipe()
+    with os.fdopen(replies, "w") as reply_stream:
+        pid = warm_worker._fork_detached(request, (requests, reply_stream))
+    for fd in (requests, unused_write, unused_read):
+        os.close(fd)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(folder)

@@ -302,34 +302,33 @@ def _sigterm_blocked():
 
 def _fork_detached(request: dict, channel) -> int:
     """Fork a detached process for a job's worker or a module (fork twice, so this process
-    never waits on it); its pid."""
+    never waits on it); its pid, once it has taken on the request's log, environment and
+    working folder (a deployment's instance is known by its folder from the first look)."""
     pid_read, pid_write = os.pipe()
     middle = os.fork()
     if middle == 0:
         try:
             os.close(pid_read)
-            child = os.fork()
-            if child == 0:
-                os.close(pid_write)
+            if os.fork() == 0:
                 os.setsid()  # a session of its own: canceling the job signals its whole group
                 # A SIGTERM sent to the parent's group while this was forked is not this job's:
                 # ignoring it discards it, then this job's own cancels are let in (_become).
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-                (_run_job if request["op"] == "job" else _run_module)(request, channel)
-            else:
-                os.write(pid_write, str(child).encode())
+                _become(request, channel)
+                os.write(pid_write, str(os.getpid()).encode())
+                os.close(pid_write)
+                (_run_job if request["op"] == "job" else _run_module)(request)
         finally:
             _exit(0)
     os.close(pid_write)
     os.waitpid(middle, 0)
-    with os.fdopen(pid_read, "rb") as answer:
+    with os.fdopen(pid_read, "rb") as answer:  # read to the end: the new process has closed it
         return int(answer.read() or 0)
 
 
-def _run_job(request: dict, channel) -> None:
+def _run_job(request: dict) -> None:
     global _server, _owner_pid
-    _become(request, channel)
     _server, _owner_pid = _fork_twin(), os.getpid()  # before the worker touches the workspace
     from labkit.sim import job_runner
 
@@ -398,10 +397,9 @@ def _run_script(request: dict, channel) -> None:
     _run_and_exit(run, lambda tb: _from_script(tb, script))
 
 
-def _run_module(request: dict, channel) -> None:
+def _run_module(request: dict) -> None:
     """Become ``python -m module args`` (for a module whose ``main()`` is what its ``__main__``
     block runs) and exit with its status."""
-    _become(request, channel)
     module = importlib.import_module(request["module"])
     sys.argv = [module.__file__, *request["argv"][1:]]
     sys.path[0] = request["cwd"]  # python -m puts the working folder first
