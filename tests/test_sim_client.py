@@ -6,8 +6,9 @@ import json
 
 import pytest
 from azure.ai.ml import MLClient
+from azure.ai.ml.entities import AmlCompute
 from azure.ai.ml.operations import DataOperations, DatastoreOperations, WorkspaceOperations
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import AzureCliCredential, DefaultAzureCredential, InteractiveBrowserCredential, ManagedIdentityCredential
 
 import labkit
@@ -60,6 +61,22 @@ def test_placeholder_names_build_a_client_whose_first_call_fails_as_on_azure(act
             call()
         assert refused.value.status_code == 400
         assert "'<SUBSCRIPTION_ID>' is malformed or invalid" in str(refused.value)
+
+
+def test_a_workspace_name_that_cannot_exist_is_not_found_at_the_first_call(activated):
+    """A real subscription id with a placeholder workspace name: the SDK builds the client
+    without a call, and ARM answers 404 ResourceNotFound for the workspace's URLs; the
+    resource group's workspace listing still answers."""
+    client = MLClient(DefaultAzureCredential(), SUBSCRIPTION, "rg-1", "<AML_WORKSPACE_NAME>")
+    assert not activated.exists()
+    listing = client.jobs.list()
+    for call in (lambda: list(listing), lambda: client.data.get("diabetes", version="1"),
+                 lambda: client.compute.begin_create_or_update(AmlCompute(name="cpu-cluster"))):
+        with pytest.raises(ResourceNotFoundError, match="ResourceNotFound") as refused:
+            call()
+        assert refused.value.status_code == 404
+        assert "workspaces/<AML_WORKSPACE_NAME>' under resource group 'rg-1' was not found" in str(refused.value)
+    assert list(client.workspaces.list()) == []
 
 
 def test_placeholder_client_leaves_mlflow_on_the_configured_workspace(activated, tmp_path, monkeypatch):

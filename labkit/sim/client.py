@@ -16,10 +16,10 @@ from typing import Any
 
 from azure.ai.ml import MLClient
 from azure.ai.ml.constants._common import AzureMLResourceType
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.paging import ItemPaged
 
-from labkit.sim import config
+from labkit.sim import config, workspaces
 from labkit.sim._base import SimOperations, service_error
 from labkit.sim.credentials import SimulatedCredential
 
@@ -79,8 +79,18 @@ def _raise(error: Exception):
     raise error
 
 
-def _unreachable_group(real_class: type, subscription_id: str) -> type:
-    """A group whose every call fails as Azure answers a URL naming a malformed subscription.
+def _workspace_not_found(client: "SimMLClient"):
+    # ARM's answer for a resource that does not exist (Learn: "Resolve errors for resource not
+    # found"); a name the service would refuse to create names no workspace.
+    return service_error(ResourceNotFoundError,
+                         f"The Resource 'Microsoft.MachineLearningServices/workspaces/{client.workspace_name}' "
+                         f"under resource group '{client.resource_group_name}' was not found.", 404,
+                         code="ResourceNotFound")
+
+
+def _unreachable_group(real_class: type, error) -> type:
+    """A group whose every call fails with ``error()``, as Azure answers a URL that names no
+    workspace (a malformed subscription id, a workspace name that cannot exist).
 
     The SDK builds its clients without a call, so on Azure ``MLClient(credential,
     "<SUBSCRIPTION_ID>", ...)`` succeeds and the first operation that reaches the service fails.
@@ -89,8 +99,8 @@ def _unreachable_group(real_class: type, subscription_id: str) -> type:
         @functools.wraps(real)
         def refuse(self, *args, **kwargs):
             if name == "list":  # a listing asks the service only when it is iterated
-                return ItemPaged(lambda token: _raise(_invalid_subscription(subscription_id)), lambda page: page)
-            raise _invalid_subscription(subscription_id)
+                return ItemPaged(lambda token: _raise(error()), lambda page: page)
+            raise error()
         return refuse
 
     methods = {name: refusing(name, member) for name, member in inspect.getmembers(real_class, inspect.isfunction)
@@ -129,9 +139,14 @@ class SimMLClient(MLClient):
         )
         self._sim_root = config.resolve_root(root)
         self._sim_workspace = None
+        # Nothing is provisioned and MLflow keeps its tracking URI when no workspace is reached.
         if malformed_subscription(self.subscription_id):
-            # Nothing is provisioned and MLflow keeps its tracking URI: no workspace is reached.
-            self._refuse_every_operation()
+            self._refuse_every_operation(lambda: _invalid_subscription(self.subscription_id))
+            return
+        if workspace_name and not workspaces.valid_name(workspace_name):  # a notebook's "<AML_WORKSPACE_NAME>"
+            # Only the workspace's own groups fail: ``workspaces`` lists and creates in the resource group.
+            self._refuse_every_operation(lambda: _workspace_not_found(self), keep={"_workspaces"})
+            self._replace_operation_groups()  # what is left of the SDK's: workspaces
             return
         if workspace_name:
             self._sim_workspace = config.open_workspace(
@@ -148,9 +163,10 @@ class SimMLClient(MLClient):
             self._install(attr, value, group_class(self._sim_workspace, root=self._sim_root,
                                                    scope=(self.subscription_id, self.resource_group_name)))
 
-    def _refuse_every_operation(self) -> None:
+    def _refuse_every_operation(self, error, keep: set[str] = frozenset()) -> None:
         for attr, value in self._sdk_groups():
-            self._install(attr, value, object.__new__(_unreachable_group(type(value), self.subscription_id)))
+            if attr not in keep:
+                self._install(attr, value, object.__new__(_unreachable_group(type(value), error)))
 
     def _sdk_groups(self) -> list[tuple[str, Any]]:
         return [(attr, value) for attr, value in vars(self).items()

@@ -32,9 +32,13 @@ def _linked_resource_ids(workspace: SimWorkspace, workspace_id: str) -> dict:
     }
 
 
+def valid_name(name: str | None) -> bool:
+    return bool(name) and bool(NAME_PATTERN.match(name))
+
+
 def _validate_name(name: str) -> None:
     # The SDK sends any name; Azure Resource Manager refuses an invalid one (400).
-    if not name or not NAME_PATTERN.match(name):
+    if not valid_name(name):
         raise bad_request(f"Workspace name {name!r} is invalid: use 3 to 33 letters, digits, hyphens "
                           "or underscores, starting with a letter or digit.")
 
