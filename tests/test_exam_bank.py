@@ -27,12 +27,10 @@ def test_every_chapter_file_names_its_own_chapter():
 
 
 @pytest.mark.parametrize("question", CODE_QUESTIONS, ids=[q["id"] for q in CODE_QUESTIONS])
-def test_a_completed_snippet_runs(question, sim_root):
+def test_a_completed_snippet_runs(question, request):
     namespace: dict = {}
     if question["check"] == "simulation":
-        import labkit
-
-        namespace["ml_client"] = labkit.connect(backend="simulated")
+        namespace["ml_client"] = request.getfixturevalue("ml_client")  # a fresh simulated workspace
     exec(compile(textwrap.dedent(question.get("setup", "")), f"{question['id']} setup", "exec"), namespace)
     exec(compile(bank.completed_code(question), question["id"], "exec"), namespace)
 
