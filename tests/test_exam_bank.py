@@ -26,6 +26,21 @@ def test_every_chapter_file_names_its_own_chapter():
         assert path.name == f"chapter-{bank.load(path)['chapter']}.yaml"
 
 
+def test_the_bank_is_large_and_weighted_as_the_exam():
+    """At least 160 questions, each chapter's share within its domain's weight in the outline."""
+    assert len(QUESTIONS) >= 160
+    for chapter, (low, high) in bank.WEIGHTS.items():
+        share = 100 * sum(q["chapter"] == chapter for q in QUESTIONS) / len(QUESTIONS)
+        assert low <= share <= high, f"chapter {chapter}: {share:.1f} % of the bank, the exam gives {low}-{high} %"
+
+
+@pytest.mark.parametrize("chapter", sorted(bank.WEIGHTS))
+def test_every_chapter_has_every_format_and_a_case_study(chapter):
+    mine = [q for q in QUESTIONS if q["chapter"] == chapter]
+    assert {q["format"] for q in mine} == {"single", "multiple", "order", "code"}
+    assert any("case" in q for q in mine)
+
+
 @pytest.mark.parametrize("question", CODE_QUESTIONS, ids=[q["id"] for q in CODE_QUESTIONS])
 def test_a_completed_snippet_runs(question, request):
     namespace: dict = {}
