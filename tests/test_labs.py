@@ -67,6 +67,10 @@ def test_lab_runs_and_reproduces(lab, lab_executions):
 # --- the book ---------------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parent.parent
 INTRO_LAB_PAGE = Path("labs/00-introduction/course-data.html")
+# The notebook pages outside labs/ that the build executes through its cache: the chapter
+# quizzes and the mock exam. (The status page runs on every build and is never cached.)
+PRACTICE_NOTEBOOKS = sorted([*(path.relative_to(REPO).as_posix() for path in REPO.glob("chapters/*/quiz.md")),
+                             "chapters/06-practice/mock-exam.md"])
 
 
 class CellOutputTags(HTMLParser):
@@ -113,6 +117,7 @@ def test_book_builds_without_warnings(tmp_path, lab_executions):
         execution = lab_executions.get(lab)
         assert execution.record["status"] == "passed", f"lab {lab.id} failed, see its own test"
         seed_execution_cache(cache_path, lab, execution.notebook, execution.record["seconds"])
+    seeded = {record.pk for record in get_cache(str(cache_path)).list_cache_records()}
 
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
     env = {
@@ -129,8 +134,14 @@ def test_book_builds_without_warnings(tmp_path, lab_executions):
     )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-8000:]
-    # A lab the cache missed would have been executed by the build and cached beside ours.
-    assert len(get_cache(str(cache_path)).list_cache_records()) == len(labs), \
+    # The build executes the practice notebooks (chapter quizzes, mock exam) itself. A lab
+    # the cache missed would have been executed too and cached beside ours, so every seeded
+    # record must still be there and every other record be one of the practice notebooks.
+    records = get_cache(str(cache_path)).list_cache_records()
+    assert seeded <= {record.pk for record in records}, "a lab's seeded cache record was replaced"
+    executed = sorted(Path(record.uri).resolve().relative_to(REPO).as_posix()
+                      for record in records if record.pk not in seeded)
+    assert executed == PRACTICE_NOTEBOOKS, \
         "the build executed a lab itself instead of taking the runner's outputs:\n" + log[-4000:]
 
     html = tmp_path / "_build" / "html"
