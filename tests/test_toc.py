@@ -5,6 +5,7 @@ of the book, and an entry without a page breaks the build; both are caught here 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -20,6 +21,10 @@ PAGE_FOLDERS = ("chapters", "labs")
 PAGE_SUFFIXES = (".md", ".ipynb", ".rst")
 # Markdown that is not a page: READMEs are for GitHub (excluded in _config.yml).
 NOT_PAGES = {"README.md"}
+# Snippets that pages pull in with {include}; they are not pages of their own.
+SNIPPETS = {"chapters/07-appendices/which-exam.md"}
+# A MyST include directive and its path argument.
+INCLUDE = re.compile(r"^(?:```|:::)\{include\}\s+(\S+)", re.MULTILINE)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -61,6 +66,8 @@ def page_files(root: Path) -> list[Path]:
             relative = path.relative_to(root)
             if path.name in NOT_PAGES or any(p.startswith((".", "_")) for p in relative.parts):
                 continue
+            if relative.as_posix() in SNIPPETS:
+                continue
             pages.append(path)
     return pages
 
@@ -80,6 +87,21 @@ def toc_problems(root: Path, toc: dict) -> list[str]:
     for page in page_files(root):
         if page not in listed:
             problems.append(f"{page.relative_to(root)} is not in _toc.yml")
+    return problems
+
+
+def include_problems(root: Path, pages: list[Path]) -> list[str]:
+    """Includes whose file does not exist, resolved as myst-parser does.
+
+    A relative path is relative to the including page's folder, a path starting with
+    "/" to the book's root.
+    """
+    problems = []
+    for page in pages:
+        for target in INCLUDE.findall(page.read_text(encoding="utf-8")):
+            base = root if target.startswith("/") else page.parent
+            if not (base / target.lstrip("/")).is_file():
+                problems.append(f"{page.relative_to(root)} includes {target!r}, which does not exist")
     return problems
 
 
@@ -125,6 +147,21 @@ def test_toc_and_pages_agree():
     toc = yaml.safe_load(TOC.read_text(encoding="utf-8"))
     assert toc.get("format") == "jb-book"
     assert toc_problems(REPO, toc) == []
+
+
+def test_every_include_resolves():
+    pages = page_files(REPO) + [REPO / "intro.md"]
+    assert include_problems(REPO, pages) == []
+
+
+def test_snippets_exist_and_are_included():
+    pages = page_files(REPO) + [REPO / "intro.md"]
+    included = {(page.parent / target).resolve() for page in pages
+                for target in INCLUDE.findall(page.read_text(encoding="utf-8"))
+                if not target.startswith("/")}
+    for snippet in SNIPPETS:
+        assert (REPO / snippet).is_file(), f"{snippet} is listed as a snippet but missing"
+        assert (REPO / snippet).resolve() in included, f"no page includes {snippet}"
 
 
 LABS = lab_files(REPO)
@@ -207,6 +244,17 @@ def test_lab_check_needs_jupytext_front_matter(tmp_path):
     lab.write_text(header + PARAMETERS_CELL, encoding="utf-8")
     assert is_lab(lab)
     assert any("myst-nb does not read it" in p for p in lab_problems(lab))
+
+
+def test_include_check_finds_a_missing_snippet(tmp_path):
+    (tmp_path / "chapters/01-a").mkdir(parents=True)
+    (tmp_path / "chapters/box.md").write_text("a box\n", encoding="utf-8")
+    good = tmp_path / "chapters/01-a/index.md"
+    good.write_text("# A\n\n```{include} ../box.md\n```\n", encoding="utf-8")
+    bad = tmp_path / "chapters/01-a/other.md"
+    bad.write_text("# B\n\n```{include} box.md\n```\n", encoding="utf-8")
+    assert include_problems(tmp_path, [good, bad]) == [
+        "chapters/01-a/other.md includes 'box.md', which does not exist"]
 
 
 def test_pages_without_labkit_key_are_not_labs(tmp_path):
