@@ -155,26 +155,28 @@ CAMPAIGN = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, data
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+def a_path_asset(client, files, data, entity, group, kind: str, types: list[str]) -> None:
+    """Data assets and models: a name, a version and a path to register from."""
+    asset = data.draw(built(entity, name=names, version=versions, path=paths(files), tags=tags,
+                            description=descriptions, type=st.sampled_from(types)))
+    send(client, lambda: group.create_or_update(asset()),
+         lambda made: group.get(made.name, version=made.version), {kind})
+
+
 @CAMPAIGN
 @given(data=st.data())
 def test_data_assets(campaign, data):
     client, files = campaign
-    asset = data.draw(built(Data, name=names, version=versions, path=paths(files), tags=tags,
-                                description=descriptions,
-                                type=st.sampled_from(["uri_file", "uri_folder", "mltable", "custom_model", "bogus"])))
-    send(client, lambda: client.data.create_or_update(asset()),
-         lambda made: client.data.get(made.name, version=made.version), {"data"})
+    a_path_asset(client, files, data, Data, client.data, "data",
+                 ["uri_file", "uri_folder", "mltable", "custom_model", "bogus"])
 
 
 @CAMPAIGN
 @given(data=st.data())
 def test_models(campaign, data):
     client, files = campaign
-    model = data.draw(built(Model, name=names, version=versions, path=paths(files), tags=tags,
-                                description=descriptions,
-                                type=st.sampled_from(["custom_model", "mlflow_model", "triton_model", "bogus"])))
-    send(client, lambda: client.models.create_or_update(model()),
-         lambda made: client.models.get(made.name, version=made.version), {"model"})
+    a_path_asset(client, files, data, Model, client.models, "model",
+                 ["custom_model", "mlflow_model", "triton_model", "bogus"])
 
 
 @CAMPAIGN
