@@ -281,6 +281,11 @@ def run_lab(lab: Lab, out: Path, timeout: float | None) -> dict:
             record["error"] = {"cell": None, "name": "WorkerCrashed",
                                "message": f"exit {proc.returncode}: {tail}"}
     record["status"] = "passed" if record["error"] is None else "failed"
+    # What the notebook left running (a failure before its clean-up, or a lab that forgets
+    # one) is stopped here, and named in the report.
+    from labkit import sim
+
+    record["left_running"] = sim.stop_everything(workspace)
     return record
 
 
@@ -305,6 +310,8 @@ def format_table(records: list[dict]) -> str:
         err = r["error"]
         where = f"In [{err['cell']}] " if err and err.get("cell") is not None else ""
         message = f"{where}{err['name']}: {err['message']}" if err else ""
+        if not message and r.get("left_running"):
+            message = "left running (stopped): " + "; ".join(r["left_running"])
         rows.append((r["id"], r["status"], f"{r['seconds'] or 0:.1f}",
                      f"{r['peak_mb'] or 0:.0f}", message.splitlines()[0][:100] if message else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -77,6 +77,7 @@ def ml_client(sim_root):
 
     client = sim.connect(root=sim_root)
     yield client
+    sim.stop_everything(sim_root)  # jobs a test did not wait for would go on using the cores
     sim.deactivate()
 
 

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import run_labs  # noqa: E402
 
+from labkit import sim  # noqa: E402
+
 LAB_WORKERS = int(os.environ.get("LABKIT_TEST_LAB_WORKERS", "2"))
 # The runner's records of a session's labs, for the summary the suite prints at its end (conftest.py).
 REPORT = ROOT / "_build" / "test-labs" / "report.json"
@@ -88,7 +90,9 @@ class LabExecutions:
         if record["status"] != "passed":
             return LabExecution(record, None)
         workspace = self.out / lab.folder.name / f"{lab.path.stem}.nbval-workspace"
-        return LabExecution(record, nbval(Path(record["notebook"]), workspace))
+        failure = nbval(Path(record["notebook"]), workspace)
+        sim.stop_everything(workspace)  # what nbval's run left running (the runner stops its own)
+        return LabExecution(record, failure)
 
     def get(self, lab: run_labs.Lab) -> LabExecution:
         return self._futures[lab.id].result()

@@ -96,7 +96,8 @@ def test_report_has_one_record_per_lab(full_run):
     assert code == 1  # one lab fails
     assert set(records) == {"pass", "fail", "params", "reads"}
     for r in records.values():
-        assert set(r) == {"id", "path", "notebook", "seconds", "peak_mb", "status", "error"}
+        assert set(r) == {"id", "path", "notebook", "seconds", "peak_mb", "status", "error", "left_running"}
+        assert r["left_running"] == []  # these labs start nothing
         assert Path(r["notebook"]).is_file()
         assert Path(r["notebook"]).parent.parent == out  # <out>/<NN-slug>/<stem>.ipynb
         assert r["seconds"] > 0 and r["peak_mb"] > 10  # a Python kernel is tens of MB

@@ -432,3 +432,32 @@ def test_processes_come_back_when_the_workspace_is_reopened(ml_client, project, 
     assert reopened.online_endpoints.get("ep-reopen").scoring_uri == endpoint.scoring_uri
     assert json.loads(runtime_file.read_text())["instances"][0]["pid"] != first_pid
     assert colors(endpoint.scoring_uri, key, 1) == ["blue"]
+
+
+def test_one_call_lists_and_stops_what_a_workspace_runs(ml_client, project, sim_root):
+    """A notebook that failed before its clean-up: sim.running lists the endpoint's servers and
+    the job in progress, sim.stop_everything stops them (the job ends Canceled), and the
+    endpoint serves again at its next call."""
+    from azure.ai.ml import command
+
+    from labkit import sim
+
+    endpoint_with(ml_client, "ep-left")
+    ml_client.online_deployments.begin_create_or_update(custom("blue", "ep-left", project)).result()
+    endpoint = endpoint_with(ml_client, "ep-left", traffic={"blue": 100})
+    job = ml_client.jobs.create_or_update(command(code=str(project / "src"), environment=ENV,
+                                                  command="python -c 'import time; time.sleep(120)'"))
+    workspace = ml_client.workspace_name
+    deadline = time.time() + 60
+    while ml_client.jobs.get(job.name).status != "Running" and time.time() < deadline:
+        time.sleep(0.2)
+
+    expected = [f"{workspace}: job {job.name} (Running)", f"{workspace}: online endpoint ep-left (its servers)"]
+    assert sim.running(sim_root) == expected
+    assert sim.stop_everything(sim_root) == expected
+    assert sim.running(sim_root) == []
+    assert ml_client.jobs.get(job.name).status == "Canceled"
+    assert processes_under(Path(ml_client._sim_workspace.folder) / "online_endpoints") == []
+    key = ml_client.online_endpoints.get_keys("ep-left").primary_key
+    assert colors(ml_client.online_endpoints.get("ep-left").scoring_uri, key, 1) == ["blue"]
+    assert endpoint.scoring_uri == ml_client.online_endpoints.get("ep-left").scoring_uri

@@ -22,7 +22,7 @@ from labkit.sim import config
 if TYPE_CHECKING:
     from labkit.sim.client import SimMLClient
 
-__all__ = ["activate", "deactivate", "connect", "is_active", "SimMLClient", "workspace_folder"]
+__all__ = ["activate", "deactivate", "connect", "is_active", "running", "stop_everything", "SimMLClient", "workspace_folder"]
 
 
 def __getattr__(name: str):
@@ -160,6 +160,22 @@ def deactivate() -> None:
     _forget_workspace_tracking_uri()
     config.active_root = None
     _saved = None
+
+
+def running(root: str | os.PathLike | None = None) -> list[str]:
+    """What the simulated workspaces under ``root`` still run: jobs in progress and online
+    endpoints' servers (see :mod:`labkit.sim.leftovers`)."""
+    from labkit.sim import leftovers
+
+    return leftovers.running(root)
+
+
+def stop_everything(root: str | os.PathLike | None = None) -> list[str]:
+    """Cancel every job in progress and stop every endpoint server under ``root``; what was
+    stopped. Records stay: an endpoint serves again at its next call."""
+    from labkit.sim import leftovers
+
+    return leftovers.stop_everything(root)
 
 
 def connect(root: str | os.PathLike | None = None, workspace_name: str | None = None) -> "SimMLClient":

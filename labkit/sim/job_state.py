@@ -170,6 +170,17 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def request_cancel(workspace: SimWorkspace, name: str) -> None:
+    """Cancel a job in progress: CancelRequested, then SIGTERM to its worker's process group
+    (a sweep's or pipeline's worker cancels its children). A worker that has not written its
+    pid yet sees CancelRequested before it runs anything."""
+    set_status(workspace, name, "CancelRequested")
+    pid = worker_pid(workspace, name)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.killpg(pid, signal.SIGTERM)
+
+
 def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
     """A job whose worker process is gone (killed, machine restarted) did not finish: say so."""
     if status_of(workspace, name) not in ACTIVE_STATUSES:

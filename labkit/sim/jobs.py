@@ -8,10 +8,8 @@ job through Queued -> Running -> Completed / Failed / Canceled.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -377,12 +375,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         if row.payload["properties"].get("status") in job_state.TERMINAL_STATUSES:
             raise bad_request(f"Job '{name}' has already ended ({row.payload['properties']['status']}); "
                               "only a job in progress can be canceled.")
-        job_state.set_status(self._workspace, name, "CancelRequested")
-        # A worker that has not written its pid yet sees CancelRequested before it runs anything.
-        pid = job_state.worker_pid(self._workspace, name)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                os.killpg(pid, signal.SIGTERM)
+        job_state.request_cancel(self._workspace, name)
         return done(None)
 
     def archive(self, name: str) -> None:

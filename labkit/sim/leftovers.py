@@ -1,0 +1,72 @@
+"""What the simulated workspaces still run, and one call that stops it all.
+
+A notebook that fails before its clean-up cells leaves its endpoints' servers running (on
+Azure they would go on billing) and may leave jobs running. ``running(root)`` lists them;
+``stop_everything(root)`` cancels every job in progress and stops every online endpoint's
+processes, and says what it stopped. Nothing is deleted: an endpoint's record stays, and its
+servers start again at its next call, as after a restart of the machine. The lab runner calls
+it after every lab, and the tests after every simulated workspace they use.
+
+A client's warm server (``warm_worker``) is not listed: it exits by itself once idle.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from labkit.sim import config, job_state, online_runtime
+from labkit.sim.workspace import SimWorkspace
+
+STOP_WAIT_S = 15.0  # a canceled job's worker reports Canceled within a few seconds
+
+
+def _workspaces(root: str | os.PathLike | None) -> list[SimWorkspace]:
+    folder = config.resolve_root(root)
+    return [SimWorkspace.from_folder(names.parent) for names in sorted(folder.glob("*/workspace.json"))]
+
+
+def _active_jobs(workspace: SimWorkspace) -> list[str]:
+    """Top-level jobs in progress (a sweep's or pipeline's children end with their parent)."""
+    return [row.name for row in workspace.store.list(job_state.KIND)
+            if row.payload["properties"].get("status") in job_state.ACTIVE_STATUSES
+            and not (row.payload["properties"].get("properties") or {}).get("azureml.parentrunid")]
+
+
+def _serving_endpoints(workspace: SimWorkspace) -> list[str]:
+    serving = []
+    for row in workspace.store.list(online_runtime.ENDPOINT_KIND):
+        folder = online_runtime.endpoint_folder(workspace, row.name)
+        deployments = (folder / "deployments").glob("*")
+        if online_runtime.frontdoor_alive(folder) or any(online_runtime.instances_alive(d) for d in deployments):
+            serving.append(row.name)
+    return serving
+
+
+def running(root: str | os.PathLike | None = None) -> list[str]:
+    """What the workspaces under ``root`` (default: the simulation's root) still run."""
+    found = []
+    for workspace in _workspaces(root):
+        found += [f"{workspace.name}: job {name} ({job_state.status_of(workspace, name)})"
+                  for name in _active_jobs(workspace)]
+        found += [f"{workspace.name}: online endpoint {name} (its servers)" for name in _serving_endpoints(workspace)]
+    return found
+
+
+def stop_everything(root: str | os.PathLike | None = None) -> list[str]:
+    """Cancel every job in progress and stop every online endpoint's servers under ``root``;
+    what was stopped, as :func:`running` listed it. Waits until the canceled jobs have ended."""
+    stopped = running(root)
+    canceled = []
+    for workspace in _workspaces(root):
+        for name in _active_jobs(workspace):
+            job_state.request_cancel(workspace, name)
+            canceled.append((workspace, name))
+        for name in _serving_endpoints(workspace):
+            online_runtime.stop_endpoint(online_runtime.endpoint_folder(workspace, name))
+    deadline = time.monotonic() + STOP_WAIT_S
+    for workspace, name in canceled:
+        while job_state.status_of(workspace, name) in job_state.ACTIVE_STATUSES and time.monotonic() < deadline:
+            job_state.refresh_if_worker_died(workspace, name)
+            time.sleep(0.1)
+    return stopped
