@@ -11,19 +11,32 @@ A client's warm server (``warm_worker``) is not listed: it exits by itself once 
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
-from pathlib import Path
 
 from labkit.sim import config, job_state, online_runtime
+from labkit.sim.store import NAMES_FILE, DamagedWorkspace
 from labkit.sim.workspace import SimWorkspace
+
+logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 15.0  # a canceled job's worker reports Canceled within a few seconds
 
 
 def _workspaces(root: str | os.PathLike | None) -> list[SimWorkspace]:
-    folder = config.resolve_root(root)
-    return [SimWorkspace.from_folder(names.parent) for names in sorted(folder.glob("*/workspace.json"))]
+    """The readable workspaces under ``root``; a damaged one runs nothing the simulation can
+    find, and is left for the learner to see when they next connect to it."""
+    found = []
+    for names in sorted(config.resolve_root(root).glob(f"*/{NAMES_FILE}")):
+        try:
+            workspace = SimWorkspace.from_folder(names.parent)
+            workspace.store  # opening it checks the database
+        except DamagedWorkspace as damage:
+            logger.warning("%s", damage)
+            continue
+        found.append(workspace)
+    return found
 
 
 def _active_jobs(workspace: SimWorkspace) -> list[str]:

@@ -87,17 +87,45 @@ class Row:
         return load_rest_class(self.rest_class)(self.payload)
 
 
+NAMES_FILE = "workspace.json"  # written once the workspace is provisioned (workspace.py)
+DB_FILE = "workspace.db"
+
+
+class DamagedWorkspace(RuntimeError):
+    """A simulated workspace's folder was damaged outside the simulation (a file deleted,
+    truncated or overwritten): what is wrong, and how to start again."""
+
+    def __init__(self, folder: Path, what: str):
+        super().__init__(
+            f"The simulated workspace in {folder} is damaged: {what}. Nothing in it can be read "
+            f"safely. To start this workspace again from nothing, delete its folder "
+            f"(shutil.rmtree({str(folder)!r}): its assets, jobs and endpoints are lost) and "
+            f"connect again; or put back the file from a copy of the folder.")
+
+
 class WorkspaceStore:
     """State of one simulated workspace, safe to share between processes."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self.db_path = self.folder / DB_FILE
+        if (self.folder / NAMES_FILE).exists() and not self.db_path.exists():
+            raise DamagedWorkspace(self.folder, f"its database {DB_FILE} is missing")
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "staging").mkdir(exist_ok=True)
-        self.db_path = self.folder / "workspace.db"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        try:
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                # A few milliseconds for a workspace's database; a damaged page fails here, not
+                # in the middle of a learner's later call.
+                verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":
+                    raise DamagedWorkspace(self.folder, f"its database {DB_FILE} fails SQLite's check ({verdict})")
+                db.executescript(SCHEMA)
+        except sqlite3.OperationalError:
+            raise  # locked, or out of disk: not damage
+        except sqlite3.DatabaseError as error:  # "file is not a database", "disk image is malformed"
+            raise DamagedWorkspace(self.folder, f"its database {DB_FILE} cannot be read ({error})") from None
 
     # -- SQLite ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

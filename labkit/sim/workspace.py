@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from labkit.sim.store import WorkspaceStore
+from labkit.sim.store import NAMES_FILE, DamagedWorkspace, WorkspaceStore
 from labkit.sim.tracking import tracking_uri
 
 PROVIDER = "Microsoft.MachineLearningServices"
@@ -25,12 +25,16 @@ class SimWorkspace:
 
     @classmethod
     def from_folder(cls, folder: Path) -> "SimWorkspace":
-        names = json.loads((Path(folder) / "workspace.json").read_text())
-        return cls(names["subscription_id"], names["resource_group"], names["name"], Path(folder))
+        try:
+            names = json.loads((Path(folder) / NAMES_FILE).read_text())
+            return cls(names["subscription_id"], names["resource_group"], names["name"], Path(folder))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DamagedWorkspace(Path(folder), f"its names file {NAMES_FILE} cannot be read "
+                                                 f"({type(error).__name__}: {error})") from None
 
     def write_names(self) -> None:
         names = {"subscription_id": self.subscription_id, "resource_group": self.resource_group, "name": self.name}
-        (self.folder / "workspace.json").write_text(json.dumps(names, indent=2))
+        (self.folder / NAMES_FILE).write_text(json.dumps(names, indent=2))
 
     @cached_property
     def store(self) -> WorkspaceStore:
