@@ -64,6 +64,27 @@ def no_network(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_mlflow_state():
+    """MLflow keeps a process-wide tracking URI, active experiment and active run. A test that
+    sets them (a lab's snippet, a question's code) must not hand them to the next test that
+    the same worker runs. Torn down after every other fixture, so after ``ml_client``'s."""
+    yield
+    import sys
+
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    fluent._active_experiment_id = None
+    MLFLOW_EXPERIMENT_ID.unset()
+
+
 @pytest.fixture
 def sim_root(tmp_path):
     """A fresh folder of simulated workspaces."""

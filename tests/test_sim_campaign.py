@@ -75,11 +75,12 @@ def campaign(tmp_path_factory):
     (files / "file.csv").write_text("a,b\n1,2\n")
     (files / "conda.yml").write_text("name: c\ndependencies:\n  - python=3.10\n  - pip:\n    - mlflow\n")
     (files / "broken.yml").write_text("name: [unclosed\n")
-    sim.activate(root / "sim")
     client = labkit.connect(backend="simulated", root=root / "sim")
     client.compute.begin_create_or_update(AmlCompute(name="cpu-cluster", size="Standard_DS3_v2",
                                                      max_instances=2)).result()
-    return client, files
+    yield client, files
+    sim.stop_everything(root / "sim")
+    sim.deactivate()
 
 
 def built(entity, **strategies):
