@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from azure.ai.ml import command
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Data
 from azure.core.exceptions import ResourceNotFoundError
@@ -232,7 +233,69 @@ def test_a_process_killed_mid_upload_leaves_no_asset_and_its_staging_is_swept(ml
     assert ml_client.data.get("patients-folder", label="latest").version == "1"
 
 
-# -- (c) one new workspace provisioned by several processes at once ------------------------------
+SUBMIT_AND_STOP = PRELUDE + """
+import signal
+from azure.ai.ml import command
+from labkit.sim import jobs
+ml_client = sim.connect(root=root, workspace_name=workspace)
+code, how = args
+real_start = jobs.JobOperations._start_worker
+
+def stopped_between_storing_and_starting(self, name):
+    print(json.dumps({"stored": name}), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL if how == "kill" else signal.SIGINT)
+    time.sleep(0.5)  # a signal's handler runs at the next bytecode: here, not after the start
+    real_start(self, name)
+
+jobs.JobOperations._start_worker = stopped_between_storing_and_starting
+wait_for_go()
+try:
+    ml_client.jobs.create_or_update(command(code=code, command="python -c pass",
+                                            environment="AzureML-sklearn-1.5@latest"))
+    print(json.dumps({"interrupted": False}))
+except KeyboardInterrupt:
+    print(json.dumps({"interrupted": True}))
+"""
+
+
+def submit_and_stop(ml_client, sim_root, tmp_path, how: str) -> tuple[str, str]:
+    """A kernel that submits a job and is interrupted (or killed) after storing it, before
+    starting its worker; the job's name and what the kernel printed."""
+    code = tmp_path / "src"
+    code.mkdir(exist_ok=True)
+    [worker] = start_workers(SUBMIT_AND_STOP, 1, sim_root, ml_client.workspace_name, tmp_path / f"signals-{how}",
+                             str(code), how)
+    go(tmp_path / f"signals-{how}")
+    out, err = worker.communicate(timeout=120)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return lines[0]["stored"], (out + err)
+
+
+# -- (c) a kernel stopped while it submits a job ---------------------------------------------------
+def test_an_interrupt_while_a_job_is_submitted_waits_until_the_job_has_its_worker(ml_client, sim_root, tmp_path,
+                                                                                  finished_job):
+    name, said = submit_and_stop(ml_client, sim_root, tmp_path, "interrupt")
+    assert '"interrupted": true' in said  # the learner's interrupt still arrives, once the job is whole
+    assert finished_job(ml_client, name).status == "Completed"
+
+
+def test_a_kernel_killed_between_storing_a_job_and_starting_it_leaves_a_failed_job(ml_client, sim_root, tmp_path,
+                                                                                   monkeypatch, finished_job):
+    from labkit.sim import job_state
+
+    monkeypatch.setattr(job_state, "NEVER_STARTED_AFTER_S", 0.5)
+    name, _ = submit_and_stop(ml_client, sim_root, tmp_path, "kill")
+    time.sleep(0.6)
+    job = ml_client.jobs.get(name)
+    assert job.status == "Failed"
+    assert "never started" in job_state.error_of(ml_client._sim_workspace, name)
+    assert any(j.name == name for j in ml_client.jobs.list())  # the workspace lists it, whole
+    again = ml_client.jobs.create_or_update(command(code=str(tmp_path / "src"), command="python -c pass",
+                                                    environment="AzureML-sklearn-1.5@latest"))
+    assert finished_job(ml_client, again.name).status == "Completed"
+
+
+# -- (d) one new workspace provisioned by several processes at once ------------------------------
 def test_processes_provisioning_the_same_new_workspace_get_one_set_of_defaults(sim_root, tmp_path):
     name = "mlw-provisioned-twice"
     workers = start_workers(PROVISION, 3, sim_root, name, tmp_path / "signals")

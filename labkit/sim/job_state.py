@@ -13,7 +13,9 @@ import json
 import os
 import re
 import signal
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from labkit.sim._base import not_found
@@ -21,6 +23,9 @@ from labkit.sim.store import utc_now
 from labkit.sim.workspace import SimWorkspace
 
 KIND = "job"
+# A job stored NotStarted whose submitting process is gone, with no worker after this long,
+# never got one (a forked worker records its pid within milliseconds).
+NEVER_STARTED_AFTER_S = 10.0
 TERMINAL_STATUSES = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 ACTIVE_STATUSES = ("Queued", "Preparing", "Running", "Finalizing", "CancelRequested")
 ARM_VERSION = re.compile(r"/(?:data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
@@ -75,6 +80,24 @@ def cancel_deferred():
     if not _cancel_deferrals and _cancel_pending:
         _cancel_pending = False
         _raise_canceled()
+
+
+@contextlib.contextmanager
+def interrupt_deferred():
+    """The same for a learner's interrupt (Ctrl-C, a notebook's stop button): it waits until a
+    submitted job is stored and its worker started, then raises ``KeyboardInterrupt``. Only
+    the main thread receives signals, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
@@ -182,8 +205,13 @@ def request_cancel(workspace: SimWorkspace, name: str) -> None:
 
 
 def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
-    """A job whose worker process is gone (killed, machine restarted) did not finish: say so."""
-    if status_of(workspace, name) not in ACTIVE_STATUSES:
+    """A job whose worker process is gone (killed, machine restarted) did not finish: say so.
+    So too a job stored by a process killed before it started the job's worker."""
+    status = status_of(workspace, name)
+    if status == "NotStarted":
+        _fail_if_never_started(workspace, name)
+        return
+    if status not in ACTIVE_STATUSES:
         return
     pid = worker_pid(workspace, name)
     if pid and not _pid_alive(pid):
@@ -194,6 +222,19 @@ def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
         elif status in ACTIVE_STATUSES:
             finish(workspace, name, "Failed", "The job's process ended without reporting a result "
                                               "(it was killed, or the machine restarted).")
+
+
+def _fail_if_never_started(workspace: SimWorkspace, name: str) -> None:
+    facts = runtime(workspace, name)
+    submitter = facts.get("submitter")
+    if facts.get("pid") or not submitter or _pid_alive(submitter):
+        return
+    row = workspace.store.get(KIND, name)
+    age = time.time() - datetime.fromisoformat(row.created_at.replace("Z", "+00:00")).timestamp()
+    if age > NEVER_STARTED_AFTER_S and not worker_pid(workspace, name):
+        finish(workspace, name, "Failed", "The job never started: the process that submitted it ended before "
+                                          "it could start the job (a kernel killed or restarted in that moment). "
+                                          "Submit the job again.")
 
 
 # -- where a job's data lives -------------------------------------------------------------------

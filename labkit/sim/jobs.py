@@ -193,7 +193,10 @@ class JobOperations(SimOperations, _SdkJobOperations):
         """Record a job's payload (status NotStarted) and start its worker."""
         payload["properties"]["status"] = "NotStarted"
         self._refuse_unreadable(rest_class, payload)
-        with job_state.cancel_deferred():  # a stored job always gets its worker
+        # A stored job always gets its worker: a cancel or an interrupt waits until it has one.
+        # If this process is killed in between, a later reader fails the job (job_state).
+        with job_state.cancel_deferred(), job_state.interrupt_deferred():
+            job_state.write_runtime(self._workspace, payload["name"], submitter=os.getpid())
             with self._store.transaction() as db:
                 self._store.put(db, KIND, payload["name"], "", rest_class(payload))
             job_state.write_summary(self._workspace, payload["name"])
