@@ -295,6 +295,48 @@ def test_a_kernel_killed_between_storing_a_job_and_starting_it_leaves_a_failed_j
     assert finished_job(ml_client, again.name).status == "Completed"
 
 
+TWO_LEARNERS = PRELUDE + """
+from azure.ai.ml import command
+from azure.ai.ml.entities import ManagedOnlineEndpoint, Model
+ml_client = sim.connect(root=root, workspace_name=workspace)
+code, model_file = args
+wait_for_go()
+endpoint = ml_client.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="ep-shared")).result()
+jobs = [ml_client.jobs.create_or_update(command(code=code, command="python -c pass",
+                                                environment="AzureML-sklearn-1.5@latest")).name for _ in range(3)]
+versions = [ml_client.models.create_or_update(Model(name="shared-model", path=model_file)).version for _ in range(3)]
+print(json.dumps({"jobs": jobs, "versions": versions, "scoring_uri": endpoint.scoring_uri,
+                  "again": ml_client.online_endpoints.get("ep-shared").scoring_uri}))
+"""
+
+
+# -- (c) two learners, one workspace -------------------------------------------------------------
+def test_two_learners_submitting_registering_and_creating_one_endpoint_at_once(ml_client, sim_root, tmp_path,
+                                                                              finished_job):
+    """Distinct job names, contiguous model versions, and one endpoint (a PUT of the same
+    endpoint twice is an update on Azure) with one front door that both learners reach."""
+    from labkit.sim import online_runtime
+
+    code = tmp_path / "src"
+    code.mkdir()
+    model_file = tmp_path / "model.pkl"
+    model_file.write_bytes(b"weights")
+    workers = start_workers(TWO_LEARNERS, 2, sim_root, ml_client.workspace_name, tmp_path / "signals",
+                            str(code), str(model_file))
+    go(tmp_path / "signals")
+    reported = [json.loads(finish(worker)) for worker in workers]
+
+    jobs = [name for r in reported for name in r["jobs"]]
+    assert len(set(jobs)) == 6
+    assert all(finished_job(ml_client, name).status == "Completed" for name in jobs)
+    assert sorted(int(v) for r in reported for v in r["versions"]) == list(range(1, 7))
+    uris = {uri for r in reported for uri in (r["scoring_uri"], r["again"])}
+    assert uris == {ml_client.online_endpoints.get("ep-shared").scoring_uri}
+    folder = online_runtime.endpoint_folder(ml_client._sim_workspace, "ep-shared")
+    assert online_runtime.frontdoor_alive(folder)
+    assert [e.name for e in ml_client.online_endpoints.list()] == ["ep-shared"]
+
+
 # -- (d) one new workspace provisioned by several processes at once ------------------------------
 def test_processes_provisioning_the_same_new_workspace_get_one_set_of_defaults(sim_root, tmp_path):
     name = "mlw-provisioned-twice"

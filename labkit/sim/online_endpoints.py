@@ -188,23 +188,25 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
         deployments = {row.version for row in self._store.versions(DEPLOYMENT_KIND, endpoint.name)}
         check_traffic(endpoint.name, props.get("traffic") or {}, props.get("mirrorTraffic") or {}, deployments,
                       kubernetes)
-        old = self._store.get(ENDPOINT_KIND, endpoint.name)
-        if old is not None and bool(old.payload["properties"].get("compute")) != kubernetes:
-            raise bad_request(f"Endpoint '{endpoint.name}' is a {'Kubernetes' if not kubernetes else 'managed'} "
-                              "online endpoint; its type cannot change. Delete it and create it again.")
-        port = runtime.free_port()
-        if old is not None:
-            port = int(old.payload["properties"]["scoringUri"].split(":")[2].split("/")[0])
-        props["scoringUri"] = f"http://{runtime.LOOPBACK}:{port}/score"
-        props["swaggerUri"] = f"http://{runtime.LOOPBACK}:{port}/swagger.json"
         props["provisioningState"] = "Succeeded"
         props.setdefault("properties", {})
-        identity = payload.get("identity") or {}
-        if "SystemAssigned" in (identity.get("type") or ""):
-            previous = (old.payload.get("identity") or {}) if old else {}
-            identity["principalId"] = previous.get("principalId") or runtime.new_key()[:36]
-            identity["tenantId"] = SIMULATED_TENANT
+        # Read what exists and write the result under the store's write lock: two learners
+        # sending the same endpoint at once get one endpoint, one address and one pair of keys.
         with self._store.transaction() as db:
+            old = self._store.get(ENDPOINT_KIND, endpoint.name)
+            if old is not None and bool(old.payload["properties"].get("compute")) != kubernetes:
+                raise bad_request(f"Endpoint '{endpoint.name}' is a {'Kubernetes' if not kubernetes else 'managed'} "
+                                  "online endpoint; its type cannot change. Delete it and create it again.")
+            port = runtime.free_port()
+            if old is not None:
+                port = int(old.payload["properties"]["scoringUri"].split(":")[2].split("/")[0])
+            props["scoringUri"] = f"http://{runtime.LOOPBACK}:{port}/score"
+            props["swaggerUri"] = f"http://{runtime.LOOPBACK}:{port}/swagger.json"
+            identity = payload.get("identity") or {}
+            if "SystemAssigned" in (identity.get("type") or ""):
+                previous = (old.payload.get("identity") or {}) if old else {}
+                identity["principalId"] = previous.get("principalId") or runtime.new_key()[:36]
+                identity["tenantId"] = SIMULATED_TENANT
             self._store.put(db, ENDPOINT_KIND, endpoint.name, "", RestOnlineEndpoint(payload))
             if old is None or not self._store.get_secret(ENDPOINT_KIND, endpoint.name):
                 self._store.put_secret(db, ENDPOINT_KIND, endpoint.name,

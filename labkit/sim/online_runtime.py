@@ -33,6 +33,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from filelock import FileLock
+
 from labkit.sim import warm_worker
 from labkit.sim.workspace import SimWorkspace
 
@@ -170,9 +172,16 @@ def frontdoor_alive(folder: Path) -> bool:
 
 def ensure_frontdoor(folder: Path, port: int) -> int:
     """Start the endpoint's front door on ``port`` unless it runs; returns the port it listens on
-    (another one when ``port`` was taken meanwhile by something else)."""
+    (another one when ``port`` was taken meanwhile by something else). One process at a time
+    per endpoint: two notebooks reaching a stopped endpoint at once start one front door."""
     with _lock:
         _known_folders.add(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / "frontdoor.lock"):
+        return _start_frontdoor_unless_alive(folder, port)
+
+
+def _start_frontdoor_unless_alive(folder: Path, port: int) -> int:
     state = read_json(folder / "frontdoor.json")
     if process_alive(state.get("pid"), _frontdoor_marker(folder)):
         return int(state["port"])
@@ -277,12 +286,14 @@ def stop_instances(folder: Path) -> None:
 
 
 def restart_if_gone(folder: Path) -> bool:
-    """Start a deployment's instances again from the spec it was started with, if they are gone."""
-    runtime = read_json(folder / "runtime.json")
-    if not runtime.get("spec") or instances_alive(folder):
-        return False
-    start_instances(folder, runtime["spec"])
-    return True
+    """Start a deployment's instances again from the spec it was started with, if they are gone
+    (one process at a time per deployment, so two notebooks start one set)."""
+    with FileLock(folder / "instances.lock"):
+        runtime = read_json(folder / "runtime.json")
+        if not runtime.get("spec") or instances_alive(folder):
+            return False
+        start_instances(folder, runtime["spec"])
+        return True
 
 
 def tail(path: Path, lines: int) -> str:
