@@ -337,6 +337,57 @@ def test_two_learners_submitting_registering_and_creating_one_endpoint_at_once(m
     assert [e.name for e in ml_client.online_endpoints.list()] == ["ep-shared"]
 
 
+KILLED_WHILE_DEPLOYING = PRELUDE + """
+import signal
+from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
+from labkit.sim import online_deployments
+ml_client = sim.connect(root=root, workspace_name=workspace)
+project, = args
+real_start = online_deployments.OnlineDeploymentOperations._start
+
+def killed_while_the_instances_start(self, *a, **k):
+    real_start(self, *a, **k)  # the instances run: the kernel dies before it records Succeeded
+    os.kill(os.getpid(), signal.SIGKILL)
+
+online_deployments.OnlineDeploymentOperations._start = killed_while_the_instances_start
+ml_client.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="ep-crash")).result()
+wait_for_go()
+ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+    name="blue", endpoint_name="ep-crash", model=Model(path=f"{project}/model"), instance_type="Standard_DS3_v2",
+    instance_count=1, environment="AzureML-sklearn-1.5@latest",
+    code_configuration=CodeConfiguration(code=f"{project}/src", scoring_script="score.py"))).result()
+"""
+SCORE = "def init():\n    pass\n\ndef run(raw_data):\n    return [1]\n"
+
+
+def test_a_kernel_killed_while_it_deploys_leaves_a_failed_deployment_and_no_server(ml_client, sim_root, tmp_path):
+    """On the next read the deployment is Failed (not Creating for ever), its instances are
+    stopped, and deploying it again works."""
+    from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, Model
+
+    from conftest import processes_under
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "score.py").write_text(SCORE)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.txt").write_text("1\n")
+    [worker] = start_workers(KILLED_WHILE_DEPLOYING, 1, sim_root, ml_client.workspace_name, tmp_path / "signals",
+                             str(tmp_path))
+    go(tmp_path / "signals")
+    worker.communicate(timeout=180)
+    assert worker.returncode == -signal.SIGKILL
+
+    assert ml_client.online_deployments.get("blue", "ep-crash").provisioning_state == "Failed"
+    deployment_folder = sim.workspace_folder(ml_client) / "online_endpoints" / "ep-crash" / "deployments" / "blue"
+    assert processes_under(deployment_folder) == []
+    again = ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+        name="blue", endpoint_name="ep-crash", model=Model(path=str(tmp_path / "model")),
+        instance_type="Standard_DS3_v2", instance_count=1, environment="AzureML-sklearn-1.5@latest",
+        code_configuration=CodeConfiguration(code=str(tmp_path / "src"), scoring_script="score.py"))).result()
+    assert again.provisioning_state == "Succeeded"
+    ml_client.online_endpoints.begin_delete("ep-crash").result()
+
+
 # -- (d) one new workspace provisioned by several processes at once ------------------------------
 def test_processes_provisioning_the_same_new_workspace_get_one_set_of_defaults(sim_root, tmp_path):
     name = "mlw-provisioned-twice"

@@ -179,7 +179,7 @@ def error_of(workspace: SimWorkspace, name: str) -> str:
     return message or "Detailed error not set on the Run. Please check the logs for details."
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -214,7 +214,7 @@ def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
     if status not in ACTIVE_STATUSES:
         return
     pid = worker_pid(workspace, name)
-    if pid and not _pid_alive(pid):
+    if pid and not pid_alive(pid):
         time.sleep(0.2)  # the worker may be writing its final status right now
         status = status_of(workspace, name)
         if status == "CancelRequested":  # the cancel ended it before it could say so
@@ -227,7 +227,7 @@ def refresh_if_worker_died(workspace: SimWorkspace, name: str) -> None:
 def _fail_if_never_started(workspace: SimWorkspace, name: str) -> None:
     facts = runtime(workspace, name)
     submitter = facts.get("submitter")
-    if facts.get("pid") or not submitter or _pid_alive(submitter):
+    if facts.get("pid") or not submitter or pid_alive(submitter):
         return
     row = workspace.store.get(KIND, name)
     age = time.time() - datetime.fromisoformat(row.created_at.replace("Z", "+00:00")).timestamp()

@@ -26,6 +26,7 @@ whatever ``instance_count`` says; liveness probes and autoscaling are not modell
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -40,7 +41,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller, NoPolling
 
-from labkit.sim import conda
+from labkit.sim import conda, job_state
 from labkit.sim import online_runtime as runtime
 from labkit.sim._deployments import ARM_MODEL, DeploymentDependencies
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, service_error, with_service_fields
@@ -49,6 +50,7 @@ from labkit.sim.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.vm_sizes import find_size
 
 MAX_LOCAL_INSTANCES = 4
+PROVISIONING_FILE = "provisioning.json"  # the pid of the process creating or updating a deployment
 MLFLOW_SCORE_SCRIPT = Path(__file__).with_name("_mlflow_score.py")
 LONG_DATASTORE_URI = re.compile(r"^azureml://subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+"
                                 r"/datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$", re.IGNORECASE)
@@ -94,10 +96,26 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
         return row
 
     def _entity(self, row) -> OnlineDeployment:
+        row = self._settled(row)
         arm_id = f"{self._workspace.child_id('onlineEndpoints', row.name)}/deployments/{row.version}"
         deployment = OnlineDeployment._from_rest_object(with_service_fields(row, arm_id, row.version))
         deployment.endpoint_name = row.name
         return deployment
+
+    def _settled(self, row):
+        """A deployment still Creating or Updating whose creating process has gone (a kernel
+        killed while it deployed) will never finish: it is Failed, and its instances stopped."""
+        props = row.payload["properties"]
+        if props.get("provisioningState") not in ("Creating", "Updating"):
+            return row
+        folder = runtime.deployment_folder(self._workspace, row.name, row.version)
+        creator = runtime.read_json(folder / PROVISIONING_FILE).get("pid")
+        if not creator or job_state.pid_alive(creator):
+            return row
+        runtime.stop_instances(folder)
+        props["provisioningState"] = "Failed"
+        self._put(row.name, row.version, row.payload)
+        return self._store.get(DEPLOYMENT_KIND, row.name, row.version)
 
     @staticmethod
     def _refuse_local(local: bool) -> None:
@@ -157,6 +175,8 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
         register_collections(self, deployment.endpoint_name, deployment.name, payload)
         old = self._store.get(DEPLOYMENT_KIND, deployment.endpoint_name, deployment.name)
         props["provisioningState"] = "Updating" if old else "Creating"
+        folder = runtime.deployment_folder(self._workspace, deployment.endpoint_name, deployment.name)
+        runtime.write_json(folder / PROVISIONING_FILE, {"pid": os.getpid()})  # see _settled
         self._put(deployment.endpoint_name, deployment.name, payload)
         try:
             self._start(deployment.endpoint_name, deployment.name, payload)
@@ -300,8 +320,6 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
         row = self._model_row(model_id)
         uri = row.payload["properties"]["modelUri"]
         if uri.startswith("azureml://jobs/"):
-            from labkit.sim import job_state
-
             uri = job_state.job_output_uri(self._workspace, uri)
         match = LONG_DATASTORE_URI.match(uri)
         if not match:
