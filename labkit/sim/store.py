@@ -114,7 +114,9 @@ class WorkspaceStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "staging").mkdir(exist_ok=True)
         try:
-            with self._connect() as db:
+            # Closed here, not when the garbage collector gets to it: a connection closed late
+            # checkpoints the WAL into whatever the file is by then.
+            with contextlib.closing(self._connect()) as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 # A few milliseconds for a workspace's database; a damaged page fails here, not
                 # in the middle of a learner's later call.
