@@ -231,7 +231,7 @@ def _fail_if_never_started(workspace: SimWorkspace, name: str) -> None:
         return
     row = workspace.store.get(KIND, name)
     age = time.time() - datetime.fromisoformat(row.created_at.replace("Z", "+00:00")).timestamp()
-    if age > NEVER_STARTED_AFTER_S and not worker_pid(workspace, name):
+    if age > NEVER_STARTED_AFTER_S:
         finish(workspace, name, "Failed", "The job never started: the process that submitted it ended before "
                                           "it could start the job (a kernel killed or restarted in that moment). "
                                           "Submit the job again.")

@@ -39,9 +39,10 @@ def _workspaces(root: str | os.PathLike | None) -> list[SimWorkspace]:
     return found
 
 
-def _active_jobs(workspace: SimWorkspace) -> list[str]:
-    """Top-level jobs in progress (a sweep's or pipeline's children end with their parent)."""
-    return [row.name for row in workspace.store.list(job_state.KIND)
+def _active_jobs(workspace: SimWorkspace) -> list[tuple[str, str]]:
+    """Top-level jobs in progress and their status (a sweep's or pipeline's children end with
+    their parent)."""
+    return [(row.name, row.payload["properties"]["status"]) for row in workspace.store.list(job_state.KIND)
             if row.payload["properties"].get("status") in job_state.ACTIVE_STATUSES
             and not (row.payload["properties"].get("properties") or {}).get("azureml.parentrunid")]
 
@@ -56,30 +57,37 @@ def _serving_endpoints(workspace: SimWorkspace) -> list[str]:
     return serving
 
 
+def _found(root: str | os.PathLike | None) -> list[tuple[SimWorkspace, list[tuple[str, str]], list[str]]]:
+    """Per readable workspace under ``root``: its jobs in progress and its serving endpoints."""
+    return [(workspace, _active_jobs(workspace), _serving_endpoints(workspace)) for workspace in _workspaces(root)]
+
+
+def _described(found) -> list[str]:
+    described = []
+    for workspace, jobs, endpoints in found:
+        described += [f"{workspace.name}: job {name} ({status})" for name, status in jobs]
+        described += [f"{workspace.name}: online endpoint {name} (its servers)" for name in endpoints]
+    return described
+
+
 def running(root: str | os.PathLike | None = None) -> list[str]:
     """What the workspaces under ``root`` (default: the simulation's root) still run."""
-    found = []
-    for workspace in _workspaces(root):
-        found += [f"{workspace.name}: job {name} ({job_state.status_of(workspace, name)})"
-                  for name in _active_jobs(workspace)]
-        found += [f"{workspace.name}: online endpoint {name} (its servers)" for name in _serving_endpoints(workspace)]
-    return found
+    return _described(_found(root))
 
 
 def stop_everything(root: str | os.PathLike | None = None) -> list[str]:
     """Cancel every job in progress and stop every online endpoint's servers under ``root``;
-    what was stopped, as :func:`running` listed it. Waits until the canceled jobs have ended."""
-    stopped = running(root)
-    canceled = []
-    for workspace in _workspaces(root):
-        for name in _active_jobs(workspace):
+    what was stopped, as :func:`running` lists it. Waits until the canceled jobs have ended."""
+    found = _found(root)
+    for workspace, jobs, endpoints in found:
+        for name, _ in jobs:
             job_state.request_cancel(workspace, name)
-            canceled.append((workspace, name))
-        for name in _serving_endpoints(workspace):
+        for name in endpoints:
             online_runtime.stop_endpoint(online_runtime.endpoint_folder(workspace, name))
     deadline = time.monotonic() + STOP_WAIT_S
-    for workspace, name in canceled:
-        while job_state.status_of(workspace, name) in job_state.ACTIVE_STATUSES and time.monotonic() < deadline:
-            job_state.refresh_if_worker_died(workspace, name)
-            time.sleep(0.1)
-    return stopped
+    for workspace, jobs, _ in found:
+        for name, _ in jobs:
+            while job_state.status_of(workspace, name) in job_state.ACTIVE_STATUSES and time.monotonic() < deadline:
+                job_state.refresh_if_worker_died(workspace, name)
+                time.sleep(0.1)
+    return _described(found)
