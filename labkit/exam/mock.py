@@ -90,10 +90,7 @@ def _item(number: int, question: dict, cases: dict, rng: random.Random) -> dict:
         item["case"] = cases[question["case"]]
     kind = question["format"]
     if kind in ("single", "multiple"):
-        options = list(question["options"])
-        rng.shuffle(options)
-        item["choices"] = [o["text"] for o in options]
-        right = [LETTERS[k] for k, o in enumerate(options) if o["correct"]]
+        item["choices"], right = _shuffled_options(question["options"], rng)
         item["answer"] = tuple(right)
         item["pick"] = len(right)
     elif kind == "order":
@@ -103,12 +100,18 @@ def _item(number: int, question: dict, cases: dict, rng: random.Random) -> dict:
     else:
         item["blanks"], answer = [], []
         for blank in question["blanks"]:
-            options = list(blank["options"])
-            rng.shuffle(options)
-            item["blanks"].append([o["text"] for o in options])
-            answer.append(next(LETTERS[k] for k, o in enumerate(options) if o["correct"]))
+            choices, [right] = _shuffled_options(blank["options"], rng)
+            item["blanks"].append(choices)
+            answer.append(right)
         item["answer"] = tuple(answer)
     return item
+
+
+def _shuffled_options(options: list[dict], rng: random.Random) -> tuple[list[str], list[str]]:
+    """The options' texts in a shuffled order, and the letters of the right ones there."""
+    options = list(options)
+    rng.shuffle(options)
+    return [o["text"] for o in options], [LETTERS[k] for k, o in enumerate(options) if o["correct"]]
 
 
 # --- answers -------------------------------------------------------------------------------------
