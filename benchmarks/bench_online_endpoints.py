@@ -8,7 +8,8 @@ for the same ``score.py`` (``init()`` loads nothing, ``run()`` echoes a small JS
 - called through a simulated managed online endpoint (key check, traffic draw, proxying, the
   424/408 handling) in front of the same server,
 
-each with one client thread and with several concurrent ones (a bounded number of requests).
+each with one client thread and with several concurrent ones (a bounded number of requests),
+in rounds that alternate the two paths.
 The difference is the front door's overhead.
 
 Run: ``.venv/bin/python benchmarks/bench_online_endpoints.py``. Writes
@@ -29,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 REQUESTS = 1000
+ROUNDS = 3
 WARMUP = 50
 CONCURRENCY = (1, 4)
 OUT = Path(__file__).resolve().parent.parent / "_build" / "benchmarks" / "online_endpoints.json"
@@ -105,22 +107,13 @@ def main() -> None:
     from labkit import sim
     from labkit.sim.online_runtime import free_port, stop_process
 
-    results = {"requests_per_run": REQUESTS, "runs": []}
+    results = {"requests_per_run": REQUESTS, "rounds": ROUNDS, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "src").mkdir()
         (folder / "src" / "score.py").write_text(SCORE)
-
         port = free_port()
         server = direct_server(folder / "src", port)
-        try:
-            for threads in CONCURRENCY:
-                run = measure(f"http://127.0.0.1:{port}/score", {}, REQUESTS, threads)
-                results["runs"].append({"path": "inference server directly", **run})
-        finally:
-            stop_process(server.pid, str(folder))
-            server.wait(timeout=10)
-
         ml_client = sim.connect(root=folder / "workspaces")
         try:
             ml_client.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="bench-endpoint")).result()
@@ -132,17 +125,24 @@ def main() -> None:
             endpoint.traffic = {"blue": 100}
             endpoint = ml_client.online_endpoints.begin_create_or_update(endpoint).result()
             key = ml_client.online_endpoints.get_keys("bench-endpoint").primary_key
-            for threads in CONCURRENCY:
-                run = measure(endpoint.scoring_uri, {"Authorization": f"Bearer {key}"}, REQUESTS, threads)
-                results["runs"].append({"path": "through the endpoint's front door", **run})
+            paths = (("inference server directly", f"http://127.0.0.1:{port}/score", {}),
+                     ("through the endpoint's front door", endpoint.scoring_uri, {"Authorization": f"Bearer {key}"}))
+            # Rounds alternate the two paths, so a change in the machine's load meets both alike.
+            for round_ in range(ROUNDS):
+                for threads in CONCURRENCY:
+                    for path, url, headers in paths:
+                        results["runs"].append({"path": path, "round": round_,
+                                                **measure(url, headers, REQUESTS, threads)})
         finally:
             sim.deactivate()
+            stop_process(server.pid, str(folder))
+            server.wait(timeout=10)
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
-    print(f"{'path':<36} {'threads':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'path':<36} {'round':>5} {'threads':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for run in results["runs"]:
-        print(f"{run['path']:<36} {run['client_threads']:>7} {run['requests_per_second']:>8} "
+        print(f"{run['path']:<36} {run['round']:>5} {run['client_threads']:>7} {run['requests_per_second']:>8} "
               f"{run['p50_ms']:>8} {run['p99_ms']:>8}")
     print(f"\nwritten to {OUT}")
 

@@ -4,7 +4,9 @@ Two measurements, each against a baseline run side by side in the same process (
 imports, in fresh interpreters one after the other), reported as ratios:
 
 1. import time: ``import labkit.sim.client`` (the SDK plus the simulated client) against
-   ``import azure.ai.ml`` alone;
+   ``import azure.ai.ml`` alone; and a lab's first cell, ``from labkit import connect`` then
+   ``connect(backend="simulated")`` in a new simulation root, against building the SDK's own
+   ``MLClient`` (which makes no call until an operation runs);
 2. per call: ``ml_client.data.create_or_update`` / ``get`` / ``list`` on the simulated
    workspace against the SDK's client-side work for the same call alone: building the
    entity, validating and serializing it (``_to_rest_object``) and deserializing a response
@@ -17,6 +19,7 @@ Run: ``.venv/bin/python benchmarks/bench_sim_assets.py`` (or ``make bench``). Wr
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,13 +32,22 @@ IMPORT_REPEATS = 5
 OUT = Path(__file__).resolve().parent.parent / "_build" / "benchmarks" / "sim_assets.json"
 
 
+FIRST_CELL = "from labkit import connect; connect(backend='simulated')"
+SDK_CLIENT = ("from azure.ai.ml import MLClient; from azure.identity import DefaultAzureCredential; "
+              "MLClient(DefaultAzureCredential(), '00000000-0000-0000-0000-000000000000', 'rg', 'ws', "
+              "enable_telemetry=False)")
+
+
 def import_seconds(statement: str) -> float:
-    """Median wall time of ``statement`` in a fresh interpreter (the import cache warm on disk)."""
+    """Median wall time of ``statement`` in a fresh interpreter (the import cache warm on disk),
+    each in a new, empty simulation root."""
     times = []
     for _ in range(IMPORT_REPEATS):
-        out = subprocess.run(
-            [sys.executable, "-c", f"import time; t=time.perf_counter(); {statement}; print(time.perf_counter()-t)"],
-            check=True, capture_output=True, text=True)
+        with tempfile.TemporaryDirectory() as root:
+            out = subprocess.run(
+                [sys.executable, "-c", f"import time; t=time.perf_counter(); {statement}; print(time.perf_counter()-t)"],
+                check=True, capture_output=True, text=True,
+                env={**os.environ, "LABKIT_SIM_ROOT": root, "MLFLOW_DISABLE_TELEMETRY": "true"})
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(times)
 
@@ -94,7 +106,9 @@ def main() -> None:
 
     imports = ("import labkit.sim.client (SDK included)", import_seconds("import labkit.sim.client"),
                import_seconds("import azure.ai.ml"))
-    results = [imports, *rows]
+    first_cell = ("a lab's first cell: connect() to a new workspace", import_seconds(FIRST_CELL),
+                  import_seconds(SDK_CLIENT))
+    results = [imports, first_cell, *rows]
     print(f"{'measurement':42} {'simulated (ms)':>15} {'SDK alone (ms)':>15} {'ratio':>7}")
     for name, simulated, baseline in results:
         print(f"{name:42} {simulated * 1e3:15.2f} {baseline * 1e3:15.2f} {simulated / baseline:7.2f}")
