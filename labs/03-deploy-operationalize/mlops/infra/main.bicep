@@ -57,7 +57,9 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       family: 'A'
       name: 'standard'
     }
-    enableRbacAuthorization: true
+    // Access policies, not Azure RBAC: with RBAC on, the workspace identity needs a Key Vault role
+    // assignment of its own (azureml-examples turned RBAC off after Key Vault access failed, PR #3872).
+    enableRbacAuthorization: false
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
   }
