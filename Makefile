@@ -29,6 +29,13 @@ book: $(INSTALLED)
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# The student edition: the same pages with every exercise's solution left out, into
+# _build/student/html (scripts/build_student.py). It reuses the book's execution cache, so
+# after `make book` it executes nothing again.
+.PHONY: student
+student: $(INSTALLED)
+	$(PY) scripts/build_student.py --warningiserror --nitpick --keep-going
+
 # Two pytest workers: the labs and the book build (one module, sharing each lab's execution)
 # on one, the unit tests on the other (tests/test_labs.py).
 test: $(INSTALLED)
@@ -53,6 +60,13 @@ bench: $(INSTALLED)
 	$(PY) benchmarks/bench_online_endpoints.py
 	$(PY) benchmarks/bench_labs.py --suite
 	$(PY) benchmarks/results.py
+
+# Every external link of the book (needs the network; CI runs it weekly). Sphinx's linkcheck
+# builder through Jupyter Book's "custom" builder, so the report lands in _build/linkcheck/
+# (output.txt, output.json), not in the site, and the labs' execution cache is the book's.
+.PHONY: linkcheck
+linkcheck: $(INSTALLED)
+	$(VENV)/bin/jupyter-book build . --builder custom --custom-builder linkcheck
 
 serve: $(INSTALLED)
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
