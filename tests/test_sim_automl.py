@@ -433,3 +433,27 @@ def test_the_generated_script_retrains_the_pipeline(best_child_outputs, tmp_path
     assert done.returncode == 0, done.stderr
     assert "XGBClassifier(" in (best_child_outputs["outputs"] / "generated_code" / "script.py").read_text()
     assert (tmp_path / "outputs" / "model.pkl").is_file() and (tmp_path / "outputs" / "mlflow-model" / "MLmodel").is_file()
+
+
+def test_a_table_whose_paths_are_datastore_uris_is_read_as_on_azure(ml_client, tmp_path, finished_job):
+    # An MLTable file may list azureml:// paths (the data lake's files) instead of files beside
+    # it; the service's AutoML reads them with the job's identity, as mltable.load does in a job.
+    source = tmp_path / "lake.csv"
+    pd.read_csv(DATA / "diabetes.csv").head(300).to_csv(source, index=False)
+    uploaded = ml_client.data.create_or_update(Data(name="lake-file", version="1", path=str(source),
+                                                    type="uri_file"))
+    assert uploaded.path.startswith("azureml://")
+    folder = tmp_path / "lake-table"
+    folder.mkdir()
+    (folder / "MLTable").write_text(MLTABLE.replace("./data.csv", uploaded.path))
+    ml_client.data.create_or_update(Data(name="lake-table", version="1", path=str(folder), type="mltable"))
+
+    job = automl.regression(training_data=Input(type="mltable", path="azureml:lake-table:1"),
+                            target_column_name="plasma_glucose_mg_dl", primary_metric="r2_score",
+                            validation_data_size=0.25)
+    job.set_limits(timeout_minutes=1, max_trials=2, exit_score=-1e9)
+    job.set_training(allowed_training_algorithms=["ElasticNet"], enable_vote_ensemble=False,
+                     enable_stack_ensemble=False)
+    submitted = ml_client.jobs.create_or_update(job)
+    finished = finished_job(ml_client, submitted.name, timeout=240)
+    assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, submitted.name)

@@ -458,16 +458,21 @@ def _minutes(duration: Optional[str], default: float) -> float:
 
 
 def _load_table(workspace, value: dict):
-    """An MLTable input of the job -> a pandas DataFrame."""
+    """An MLTable input of the job -> a pandas DataFrame. The MLTable file's own paths may be
+    datastore URIs; they are read as a command job's script reads them (``fs.mltable_for_job``),
+    since this process has no ``azureml://`` protocol of its own."""
+    import tempfile
+
     import mltable
 
-    from labkit.sim.fs import local_path
+    from labkit.sim.fs import local_path, mltable_for_job
 
     uri = value["uri"]
     if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
         uri = job_state.data_asset_uri(workspace, uri)
-    folder = local_path(uri) if uri.startswith("azureml://") else uri
-    return mltable.load(folder).to_pandas_dataframe()
+    folder = Path(local_path(uri) if uri.startswith("azureml://") else uri)
+    with tempfile.TemporaryDirectory() as resolved:
+        return mltable.load(str(mltable_for_job(folder, Path(resolved) / "table"))).to_pandas_dataframe()
 
 
 class _Log:
