@@ -344,3 +344,21 @@ def test_validate_looks_up_a_pipeline_s_compute(ml_client, src):
     assert "no-such-cluster" in str(result.error_messages)
     ml_client.compute.begin_create_or_update(AmlCompute(name="cpu-cluster", size="Standard_DS3_v2")).result()
     assert ml_client.jobs.validate(pipeline_on("cpu-cluster")).passed
+
+
+@pytest.mark.parametrize("reference", ["azureml:{name}:1", "azureml:{name}@latest", "{id}"])
+def test_a_registered_model_is_a_job_input(ml_client, tmp_path, finished_job, reference):
+    # Job inputs of type mlflow_model / custom_model name a model version (the REST API's
+    # JobInputType); the job reads the version's files, as a scoring or evaluation step does.
+    from azure.ai.ml.entities import Model
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n")
+    model = ml_client.models.create_or_update(Model(name="input-model", path=str(folder), type="mlflow_model"))
+    path = reference.format(name=model.name, id=model.id)
+    job = ml_client.jobs.create_or_update(command(
+        command="test -f ${{inputs.model}}/MLmodel", environment=ENV,
+        inputs={"model": Input(type="mlflow_model", path=path)}))
+    finished = finished_job(ml_client, job.name)
+    assert finished.status == "Completed", job_state.error_of(ml_client._sim_workspace, job.name)

@@ -102,12 +102,17 @@ def wait_for_a_node(workspace: SimWorkspace, name: str) -> None:
     job_state.write_runtime(workspace, name, start_time=utc_now())
 
 
+# A job input of these types names a registered model version (the REST API's JobInputType).
+MODEL_INPUT_TYPES = {"mlflow_model", "custom_model", "triton_model"}
+
+
 def _input_path(workspace: SimWorkspace, folder: Path, input_name: str, value: dict) -> str:
     uri = value["uri"]
-    if uri.startswith("azureml://jobs/"):
+    if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
+        is_model = value.get("jobInputType") in MODEL_INPUT_TYPES
+        uri = (job_state.model_uri if is_model else job_state.data_asset_uri)(workspace, uri)
+    if uri.startswith("azureml://jobs/"):  # a job's output, or a model registered from one
         uri = job_state.job_output_uri(workspace, uri)
-    elif uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
-        uri = job_state.data_asset_uri(workspace, uri)
     source = Path(local_path(uri)) if uri.startswith("azureml://") else Path(uri)
     if (value.get("mode") or "").lower() == "download":
         target = folder / "inputs" / input_name / source.name

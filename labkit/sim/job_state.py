@@ -240,6 +240,16 @@ def _fail_if_never_started(workspace: SimWorkspace, name: str) -> None:
 # -- where a job's data lives -------------------------------------------------------------------
 def data_asset_uri(workspace: SimWorkspace, reference: str) -> str:
     """``azureml:name:version`` / ``azureml:name@latest`` / an ARM id -> the asset's datastore URI."""
+    return _asset_uri(workspace, reference, "data")
+
+
+def model_uri(workspace: SimWorkspace, reference: str) -> str:
+    """A model reference (``azureml:name:version``, ``@latest`` or an ARM id), as a job's model
+    input names it -> the model version's files."""
+    return _asset_uri(workspace, reference, "model")
+
+
+def _asset_uri(workspace: SimWorkspace, reference: str, kind: str) -> str:
     body = reference.removeprefix("azureml:")
     if body.startswith("/subscriptions/"):
         match = ARM_VERSION.search(body)
@@ -251,10 +261,11 @@ def data_asset_uri(workspace: SimWorkspace, reference: str) -> str:
         name, _, version = body.partition(":")
         label = None if version else "latest"
     store = workspace.store
-    row = store.latest("data", name) if label == "latest" else store.get("data", name, version or "")
+    row = store.latest(kind, name) if label == "latest" else store.get(kind, name, version or "")
     if row is None:
-        raise not_found(f"Data asset {body} was not found in workspace '{workspace.name}'.")
-    return row.payload["properties"]["dataUri"]
+        what = "Model" if kind == "model" else "Data asset"
+        raise not_found(f"{what} {body} was not found in workspace '{workspace.name}'.")
+    return row.payload["properties"]["modelUri" if kind == "model" else "dataUri"]
 
 
 def job_output_uri(workspace: SimWorkspace, uri: str) -> str:
