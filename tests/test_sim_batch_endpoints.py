@@ -6,6 +6,7 @@ waits for all of them; no test depends on how long anything takes.
 
 import textwrap
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -373,3 +374,40 @@ def test_a_pipeline_component_from_yaml_registers_versions_and_is_deployed(ml_cl
     [step] = list(ml_client.jobs.list(parent_job_name=job.name))
     ml_client.jobs.download(step.name, download_path=tmp_path / "hello-logs")
     assert "hello world!" in (tmp_path / "hello-logs" / "artifacts" / "user_logs" / "std_log.txt").read_text()
+
+
+def test_invoke_writes_where_its_outputs_say(ml_client, workspace, tmp_path):
+    # how-to-access-data-batch-endpoints-jobs, "Configure the output location": a model
+    # deployment's one output is `score`; a pipeline component deployment's are its own.
+    from labkit.sim.fs import local_path
+
+    ml_client.batch_deployments.begin_create_or_update(deployment(workspace, "scorer")).result()
+    count = command(command="ls ${{inputs.data}} | wc -l > ${{outputs.counted}}/count.txt",
+                    environment="azureml:AzureML-sklearn-1.5@latest",
+                    inputs={"data": Input(type=AssetTypes.URI_FOLDER)}, outputs={"counted": Output(type="uri_folder")})
+
+    @dsl.pipeline(description="counts files")
+    def counting(data: Input(type=AssetTypes.URI_FOLDER)):
+        return {"counted": count(data=data).outputs.counted}
+
+    ml_client.batch_endpoints.begin_create_or_update(BatchEndpoint(name="counting-batch")).result()
+    ml_client.batch_deployments.begin_create_or_update(PipelineComponentBatchDeployment(
+        name="counter", endpoint_name="counting-batch", component=counting,
+        settings={"default_compute": "batch-cluster"})).result()
+    folder = Input(type=AssetTypes.URI_FOLDER, path=str(workspace["data"]))
+
+    scored = ml_client.batch_endpoints.invoke(endpoint_name="summer-batch", input=folder, outputs={
+        "score": Output(type=AssetTypes.URI_FOLDER, path="azureml://datastores/workspaceblobstore/paths/scores/")})
+    counted = ml_client.batch_endpoints.invoke(endpoint_name="counting-batch", inputs={"data": folder}, outputs={
+        "counted": Output(type=AssetTypes.URI_FOLDER, path="azureml://datastores/workspaceblobstore/paths/counts/")})
+    assert wait(ml_client, [scored.name, counted.name]) == {scored.name: "Completed", counted.name: "Completed"}
+
+    on_datastore = Path(local_path(ml_client._sim_workspace.long_uri("workspaceblobstore", "scores/")))
+    assert len((on_datastore / "predictions.csv").read_text().splitlines()) == 5
+    on_datastore = Path(local_path(ml_client._sim_workspace.long_uri("workspaceblobstore", "counts/")))
+    assert (on_datastore / "count.txt").read_text().strip() == "5"
+
+    with pytest.raises(HttpResponseError) as refused:
+        ml_client.batch_endpoints.invoke(endpoint_name="summer-batch", input=folder, outputs={
+            "predictions": Output(type=AssetTypes.URI_FOLDER, path="azureml://datastores/workspaceblobstore/paths/p/")})
+    assert refused.value.status_code == 400 and "'score'" in str(refused.value)

@@ -30,12 +30,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from azure.ai.ml import Input
+from azure.ai.ml import Input, Output
 from azure.ai.ml._restclient.arm_ml_service.models import BatchEndpoint as RestBatchEndpoint
 from azure.ai.ml._schema._deployment.batch.batch_job import BatchJobSchema
 from azure.ai.ml.constants._common import BASE_PATH_CONTEXT_KEY, PARAMS_OVERRIDE_KEY
 from azure.ai.ml.constants._job.pipeline import PipelineConstants
-from azure.ai.ml.entities import BatchEndpoint, BatchJob
+from azure.ai.ml.entities import BatchEndpoint, BatchJob, PipelineJob
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import BatchEndpointOperations as _SdkBatchEndpointOperations
 from azure.core.paging import ItemPaged
@@ -44,6 +44,7 @@ from azure.core.polling import LROPoller
 from labkit.sim import job_state
 from labkit.sim._base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
 from labkit.sim.batch_deployments import DEPLOYMENT_KIND, ENDPOINT_KIND
+from labkit.sim.fs import LONG_URI, SHORT_URI
 from labkit.sim.storage import DEFAULT_DATASTORE
 
 # The simulation's bookkeeping on a batch job: which endpoint and deployment started it, and
@@ -166,15 +167,16 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
                                   "deployment_name, or set the endpoint's defaults.deployment_name.")
         deployment = self._store.get(DEPLOYMENT_KIND, endpoint_name, deployment_name)
         data_inputs = self._inputs(kwargs.get("input"), inputs)
+        data_outputs = self._outputs(kwargs.get("outputs"))
         overrides = self._overrides(kwargs.get("params_override"), kwargs.get("output_file_name"))
         experiment = kwargs.get("experiment_name") or endpoint_name
         job_name = kwargs.get("job_name") or str(uuid.uuid4())
         marks = {ENDPOINT_PROPERTY: endpoint_name, DEPLOYMENT_PROPERTY: deployment_name}
         config = deployment.payload["properties"].get("deploymentConfiguration")
         if config:
-            name = self._invoke_pipeline(config, data_inputs, experiment, job_name, marks)
+            name = self._invoke_pipeline(config, data_inputs, data_outputs, experiment, job_name, marks)
         else:
-            name = self._invoke_model(deployment, data_inputs, overrides, experiment, job_name, marks)
+            name = self._invoke_model(deployment, data_inputs, data_outputs, overrides, experiment, job_name, marks)
         return self._batch_job(self._store.get(job_state.KIND, name))
 
     def _inputs(self, single: Optional[Input], many: Optional[Dict[str, Input]]) -> dict[str, dict]:
@@ -203,6 +205,20 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
             resolved[key] = entry
         return resolved
 
+    def _outputs(self, given: Optional[dict]) -> dict[str, dict]:
+        """``outputs={name: Output(path=...)}``: where the job writes, a datastore path
+        (how-to-access-data-batch-endpoints-jobs: "Configure the output location")."""
+        resolved = {}
+        for key, value in (given or {}).items():
+            path = str(getattr(value, "path", None) or "")
+            match = SHORT_URI.match(path) or LONG_URI.match(path)
+            if not match:
+                raise bad_request(f"Output '{key}' must name a datastore path, azureml://datastores/<datastore>/paths/"
+                                  f"<path>; got '{path}'.")
+            resolved[key] = {"jobOutputType": getattr(value, "type", None) or "uri_folder", "mode": "ReadWriteMount",
+                             "uri": self._workspace.long_uri(match["datastore"], match["path"] or "")}
+        return resolved
+
     @staticmethod
     def _overrides(params_override: Optional[list], output_file_name: Optional[str]) -> dict:
         """``params_override`` read by the SDK's own batch job schema, as ``invoke`` sends it."""
@@ -215,11 +231,14 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         wire.pop("_output_dataset", None)
         return wire
 
-    def _invoke_model(self, deployment, data_inputs: dict, overrides: dict, experiment: str, job_name: str,
-                      marks: dict) -> str:
+    def _invoke_model(self, deployment, data_inputs: dict, data_outputs: dict, overrides: dict, experiment: str,
+                      job_name: str, marks: dict) -> str:
         if set(data_inputs) != {INPUT_NAME}:
             raise bad_request("A model deployment takes one input: invoke it with input=Input(type='uri_folder' or "
                               "'uri_file', path=...).")
+        if set(data_outputs) - {OUTPUT_NAME}:
+            raise bad_request(f"A model deployment has one output, '{OUTPUT_NAME}'; outputs named "
+                              f"{sorted(set(data_outputs) - {OUTPUT_NAME})} are not among its outputs.")
         jobs = self._group("_jobs")
         props = deployment.payload["properties"]
         settings = {
@@ -253,9 +272,9 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         job_props["experimentName"] = experiment
         job_props["computeId"] = props["compute"]
         job_props["inputs"] = data_inputs
-        job_props["outputs"] = {OUTPUT_NAME: {"jobOutputType": "uri_folder", "mode": "ReadWriteMount",
-                                              "uri": self._workspace.long_uri(
-                                                  DEFAULT_DATASTORE, f"azureml/{job_name}/{OUTPUT_NAME}/")}}
+        job_props["outputs"] = {OUTPUT_NAME: data_outputs.get(OUTPUT_NAME) or {
+            "jobOutputType": "uri_folder", "mode": "ReadWriteMount",
+            "uri": self._workspace.long_uri(DEFAULT_DATASTORE, f"azureml/{job_name}/{OUTPUT_NAME}/")}}
         from labkit.sim.job_runner import RUNNER_PROPERTY
 
         job_props["properties"] = {**marks, SETTINGS_PROPERTY: json.dumps(settings), RUNNER_PROPERTY: "BatchScoring"}
@@ -267,7 +286,8 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
         jobs._store_and_start(type(rest), payload)
         return job_name
 
-    def _invoke_pipeline(self, config: dict, data_inputs: dict, experiment: str, job_name: str, marks: dict) -> str:
+    def _invoke_pipeline(self, config: dict, data_inputs: dict, data_outputs: dict, experiment: str, job_name: str,
+                         marks: dict) -> str:
         from azure.ai.ml.entities import Component
 
         from labkit.sim.batch_deployments import BatchDeploymentOperations
@@ -283,7 +303,17 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
                                   f"{sorted(component.inputs or {})}.")
             arguments[key] = (value["value"] if value["jobInputType"] == "literal"
                               else Input(type=value["jobInputType"], path=value["uri"]))
-        job = component(**arguments)._to_job()
+        unknown = set(data_outputs) - set(component.outputs or {})
+        if unknown:
+            raise bad_request(f"The pipeline component has no output named {sorted(unknown)}; its outputs are "
+                              f"{sorted(component.outputs or {})}.")
+        node = component(**arguments)
+        # As the node's own _to_job(), with the outputs the caller placed (the node keeps none of
+        # a component read back from the service).
+        job = PipelineJob(inputs={k: v for k, v in node._job_inputs.items() if v}, component=component,
+                          settings=node.settings, outputs={**node._job_outputs, **{
+                              key: Output(type=value["jobOutputType"], path=value["uri"])
+                              for key, value in data_outputs.items()}})
         job.name = job_name
         job.experiment_name = experiment
         job.display_name = job_name
