@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import yaml
+from test_toc import toc_entries
 
 CHROMIUM = Path(os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium"))
 # As root, on a machine whose only network is loopback: no sandbox (root has none), no GPU,
@@ -42,18 +43,7 @@ TIMEOUT_MS = 30_000
 def toc_pages(toc_file: Path) -> list[str]:
     """The docnames of a jb-book ``_toc.yml``, root first, in reading order (no ``url`` entries)."""
     toc = yaml.safe_load(toc_file.read_text(encoding="utf-8"))
-    pages = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(re.sub(r"\.(md|ipynb|rst)$", "", entry["file"]))
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return pages
+    return [re.sub(r"\.(md|ipynb|rst)$", "", entry) for entry in toc_entries(toc)]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_toc import toc_entries
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_STUDENT = REPO / "scripts" / "build_student.py"
@@ -95,17 +96,7 @@ def page_text(path: Path) -> str:
 def toc_pages() -> list[Path]:
     """The source of every page in the table of contents."""
     toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    return [path for entry in entries
+    return [path for entry in toc_entries(toc)
             for path in [REPO / f"{entry}.md", REPO / entry] if path.is_file()]
 
 
