@@ -36,7 +36,7 @@ model `--log-every` trees at a time; after each block it logs the validation
 it: RMSE divided by each series' range in the training rows, averaged over the store x product
 series). At the end it logs the final validation metrics (`validation_*`), refits the same
 configuration on every row up to the end of the data, so the saved model has seen the latest
-weeks, and saves it as an MLflow model with a signature, an input example and
+weeks, and saves it as an MLflow model with a signature (and deliberately no input example) and
 `validation_by_store.json` (each store's validation error) beside its MLmodel file.
 
 The model. Input: a table with the columns `date` (text, YYYY-MM-DD), `store_id`, `product`
