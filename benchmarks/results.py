@@ -29,10 +29,10 @@ WHY_OVER = {
             "for the warm server to finish importing (labkit/sim/warm_worker.py: 12-15 s of imports).",
     "front door": "the front door is a separate process (Python's ThreadingHTTPServer, a thread and a new "
                   "upstream connection per request) that competes with the callers and the inference server "
-                  "for the two cores; the figure moves with the machine's load (1.10x and 1.16x on the quiet "
-                  "machine of 2 December 2026, under 0.8x while other work ran). An aiohttp front door, tried "
-                  "side by side under the same load, was no faster (0.43-0.80x at 1 client, 0.47-0.71x at 4), "
-                  "so it was not kept.",
+                  "for the two cores, and single rounds vary widely (one round on a quiet machine gave 1.10x "
+                  "and 1.16x; three alternating rounds on the same quiet machine, 0.66x and 0.75x). An aiohttp "
+                  "front door, tried side by side under load, was no faster (0.43-0.80x at 1 client, "
+                  "0.47-0.71x at 4), so it was not kept; the cost per request is the extra hop itself.",
     "make test": "the labs are CPU-bound: two at a time on two cores gain little over one at a time.",
 }
 
