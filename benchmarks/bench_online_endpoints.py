@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 REQUESTS = 1000
-ROUNDS = 3
+ROUNDS = 5
 WARMUP = 50
 CONCURRENCY = (1, 4)
 OUT = Path(__file__).resolve().parent.parent / "_build" / "benchmarks" / "online_endpoints.json"

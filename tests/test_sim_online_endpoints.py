@@ -388,6 +388,57 @@ def test_refusals_failures_and_request_timeout(ml_client, project):
         requests.post(endpoint.scoring_uri, json={}, headers=bearer(key), timeout=2)
 
 
+def _exchange(port: int, raw: bytes, answers: int = 1, wait_for_continue: bytes | None = None) -> bytes:
+    """Send raw bytes to the front door on one connection and read until ``answers`` answers came."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(raw)
+        received = b""
+        if wait_for_continue is not None:
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            connection.sendall(wait_for_continue)
+        while received.count(b"HTTP/1.1 2") + received.count(b"HTTP/1.1 4") < answers or not received.endswith(b"}"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_the_front_door_speaks_http_1_1_as_clients_send_it(ml_client, project):
+    """curl, requests and raw clients: keep-alive with pipelined requests, a chunked body,
+    ``Expect: 100-continue`` (curl sends it for large bodies), ``Connection: close``, and a
+    request that is not HTTP (400, the connection closed)."""
+    endpoint_with(ml_client, "ep-wire")
+    ml_client.online_deployments.begin_create_or_update(custom("blue", "ep-wire", project)).result()
+    endpoint = endpoint_with(ml_client, "ep-wire", traffic={"blue": 100})
+    key = ml_client.online_endpoints.get_keys("ep-wire").primary_key
+    port = int(endpoint.scoring_uri.split(":")[2].split("/")[0])
+    head = f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n".encode()
+    body = json.dumps({"data": [[1, 2], [3, 4], [5, 6]]}).encode()
+    plain = head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    two = _exchange(port, plain + plain, answers=2)
+    assert two.count(b"HTTP/1.1 200 OK") == 2 and two.count(b'"rows": 3') == 2, two
+
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])) + b"0\r\n\r\n"
+    assert b'"rows": 3' in _exchange(port, chunked)
+
+    expecting = head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    answer = _exchange(port, expecting, wait_for_continue=body)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK") and b'"rows": 3' in answer
+
+    closing = plain.replace(b"Host: 127.0.0.1\r\n", b"Host: 127.0.0.1\r\nConnection: close\r\n")
+    answer = _exchange(port, closing + plain, answers=2)  # the second request is never read
+    assert answer.count(b"HTTP/1.1 200 OK") == 1 and b"\r\nconnection: close\r\n" in answer.lower()
+
+    assert _exchange(port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request")
+    ml_client.online_endpoints.begin_delete("ep-wire").result()
+
+
 def test_kubernetes_endpoint_is_served_and_does_not_mirror(ml_client, project):
     ml_client.compute.begin_attach(KubernetesCompute(name="k8s-compute", resource_id=AKS_ID)).result()
     endpoint = ml_client.online_endpoints.begin_create_or_update(
