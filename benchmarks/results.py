@@ -154,15 +154,23 @@ def automl_section(automl) -> list[str]:
     return lines + ["", f"Lab-sized run: {lab['status']}, {lab['children']} children, {lab['wall_s']:.1f} s."]
 
 
+def measured_at(name: str) -> list[str]:
+    """When a benchmark last ran: one may be re-run alone, so the sections can come from different runs."""
+    path = MEASURED / f"{name}.json"
+    if not path.exists():
+        return []
+    return [f"Measured {datetime.fromtimestamp(path.stat().st_mtime, timezone.utc):%Y-%m-%d %H:%M} UTC "
+            f"(`_build/benchmarks/{name}.json`).", ""]
+
+
 def main() -> None:
-    sections = [
-        ("Machine", machine()),
-        ("Labs, the book and the suite", labs_section(load("labs"))),
-        ("Jobs and sweeps", jobs_section(load("jobs"))),
-        ("Online endpoint front door (loopback)", endpoints_section(load("online_endpoints"))),
-        ("Assets and imports", assets_section(load("sim_assets"))),
-        ("Automated ML quality", automl_section(load("automl"))),
-    ]
+    sections = [("Machine", machine())]
+    for title, name, section in (("Labs, the book and the suite", "labs", labs_section),
+                                 ("Jobs and sweeps", "jobs", jobs_section),
+                                 ("Online endpoint front door (loopback)", "online_endpoints", endpoints_section),
+                                 ("Assets and imports", "sim_assets", assets_section),
+                                 ("Automated ML quality", "automl", automl_section)):
+        sections.append((title, measured_at(name) + section(load(name))))
     text = ["# Benchmark results", "",
             "Written by `benchmarks/results.py` after `make bench`; every figure beside the baseline it was "
             "measured against in the same run. Budgets are those of issue 12; none is asserted in a test.", ""]
