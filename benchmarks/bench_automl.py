@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from labkit.sim import automl as sim_automl  # noqa: E402
+from labkit.sim.jobs.automl import search as sim_automl  # noqa: E402
 
 MLTABLE = "paths:\n  - file: ./data.csv\ntransformations:\n  - read_delimited:\n      delimiter: ','\n" \
           "      header: all_files_same_headers\n"
@@ -114,7 +114,7 @@ def forecasting(ml_client, work: Path, budget_min: float) -> list[dict]:
     from azure.ai.ml import Input, automl
     from flaml import AutoML
 
-    from labkit.sim.automl_runtime.featurization import forecast_featurizer
+    from labkit.sim.jobs.automl.runtime.featurization import forecast_featurizer
 
     data = pd.read_csv(REPO / "data" / "retail_demand.csv", parse_dates=["date"])
     cutoff = data["date"].max() - pd.Timedelta(days=HORIZON)

@@ -3,7 +3,7 @@
 Two measurements, each against a baseline run side by side in the same process (or, for
 imports, in fresh interpreters one after the other), reported as ratios:
 
-1. import time: ``import labkit.sim.client`` (the SDK plus the simulated client) against
+1. import time: ``import labkit.sim.core.client`` (the SDK plus the simulated client) against
    ``import azure.ai.ml`` alone; and a lab's first cell, ``from labkit import connect`` then
    ``connect(backend="simulated")`` in a new simulation root, against building the SDK's own
    ``MLClient`` (which makes no call until an operation runs);
@@ -104,7 +104,7 @@ def main() -> None:
         ]
         sim.deactivate()
 
-    imports = ("import labkit.sim.client (SDK included)", import_seconds("import labkit.sim.client"),
+    imports = ("import labkit.sim.core.client (SDK included)", import_seconds("import labkit.sim.core.client"),
                import_seconds("import azure.ai.ml"))
     first_cell = ("a lab's first cell: connect() to a new workspace", import_seconds(FIRST_CELL),
                   import_seconds(SDK_CLIENT))

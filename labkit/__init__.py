@@ -87,7 +87,7 @@ def connect(backend: str = "auto", root: str | os.PathLike | None = None):
               f"(resource group {client.resource_group_name!r}).")
         return client
     from labkit import sim
-    from labkit.sim import warm_worker
+    from labkit.sim.jobs import warm_worker
 
     client = sim.connect(root=root)
     # The simulated compute warms up while the learner reads: the first job need not wait.

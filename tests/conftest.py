@@ -148,7 +148,7 @@ def finished_job():
     Session-scoped, so module-scoped fixtures that run a job can use it too."""
     import time
 
-    from labkit.sim import job_state
+    from labkit.sim.jobs import job_state
 
     def wait(ml_client, name: str, timeout: float = 180):
         deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ import yaml
 import azure.ai.ml as aml
 from azure.ai.ml import entities
 
-from labkit.sim.vm_sizes import find_size
+from labkit.sim.compute.vm_sizes import find_size
 
 REPO = Path(__file__).resolve().parent.parent
 MLOPS = REPO / "labs" / "03-deploy-operationalize" / "mlops"

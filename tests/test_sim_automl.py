@@ -19,8 +19,8 @@ from azure.core.exceptions import HttpResponseError
 from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
-from labkit.sim import job_state
-from labkit.sim.automl import (
+from labkit.sim.jobs import job_state
+from labkit.sim.jobs.automl.search import (
     AUTOML_ENVIRONMENT,
     BEST_CHILD_TAG,
     Plan,
@@ -30,7 +30,7 @@ from labkit.sim.automl import (
     norm_macro_recall,
     regression_metrics,
 )
-from labkit.sim.automl_runtime.outputs import pickle_imports
+from labkit.sim.jobs.automl.runtime.outputs import pickle_imports
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MLTABLE = """paths:
@@ -357,7 +357,7 @@ def test_best_child_outputs_hold_the_files_azure_writes(best_child_outputs):
 
 
 def test_the_mlmodel_carries_the_metadata_azure_sets(best_child_outputs):
-    from labkit.sim.curated import find_curated
+    from labkit.sim.assets.curated import find_curated
 
     mlmodel = yaml.safe_load((best_child_outputs["outputs"] / "mlflow-model" / "MLmodel").read_text())
     assert mlmodel["metadata"]["azureml.engine"] == "automl"

@@ -379,7 +379,7 @@ def test_a_pipeline_component_from_yaml_registers_versions_and_is_deployed(ml_cl
 def test_invoke_writes_where_its_outputs_say(ml_client, workspace, tmp_path):
     # how-to-access-data-batch-endpoints-jobs, "Configure the output location": a model
     # deployment's one output is `score`; a pipeline component deployment's are its own.
-    from labkit.sim.fs import local_path
+    from labkit.sim.core.fs import local_path
 
     ml_client.batch_deployments.begin_create_or_update(deployment(workspace, "scorer")).result()
     count = command(command="ls ${{inputs.data}} | wc -l > ${{outputs.counted}}/count.txt",

@@ -219,7 +219,7 @@ def test_a_new_workspaces_mlflow_database_has_the_schema_mlflow_itself_creates(t
 
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    from labkit.sim import tracking
+    from labkit.sim.core import tracking
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     stores = {name: tracking.tracking_store(tracking.tracking_uri(tmp_path / name / "mlflow"),

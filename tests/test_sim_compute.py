@@ -11,8 +11,8 @@ from azure.ai.ml.entities import (
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.polling import LROPoller
 
-from labkit.sim import compute as sim_compute
-from labkit.sim.vm_sizes import find_size
+from labkit.sim.compute import operations as sim_compute
+from labkit.sim.compute.vm_sizes import find_size
 
 AKS_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-dp100-labs/providers/"
           "Microsoft.ContainerService/managedClusters/aks-labs")

@@ -24,7 +24,7 @@ from azure.ai.ml.entities import Data
 from azure.core.exceptions import ResourceNotFoundError
 
 from labkit import sim
-from labkit.sim import store as sim_store
+from labkit.sim.core import store as sim_store
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STORES = {"workspaceblobstore", "workspaceartifactstore", "workspaceworkingdirectory", "workspacefilestore"}
@@ -82,7 +82,7 @@ print("finished")
 """
 
 PLACE_COPIES = PRELUDE + """
-from labkit.sim.store import WorkspaceStore
+from labkit.sim.core.store import WorkspaceStore
 store = WorkspaceStore(Path(root) / workspace)
 count, inputs = int(args[0]), Path(args[1])
 sources = []
@@ -236,7 +236,7 @@ def test_a_process_killed_mid_upload_leaves_no_asset_and_its_staging_is_swept(ml
 SUBMIT_AND_STOP = PRELUDE + """
 import signal
 from azure.ai.ml import command
-from labkit.sim import jobs
+from labkit.sim.jobs import operations as jobs
 ml_client = sim.connect(root=root, workspace_name=workspace)
 code, how = args
 real_start = jobs.JobOperations._start_worker
@@ -281,7 +281,7 @@ def test_an_interrupt_while_a_job_is_submitted_waits_until_the_job_has_its_worke
 
 def test_a_kernel_killed_between_storing_a_job_and_starting_it_leaves_a_failed_job(ml_client, sim_root, tmp_path,
                                                                                    monkeypatch, finished_job):
-    from labkit.sim import job_state
+    from labkit.sim.jobs import job_state
 
     monkeypatch.setattr(job_state, "NEVER_STARTED_AFTER_S", 0.5)
     name, _ = submit_and_stop(ml_client, sim_root, tmp_path, "kill")
@@ -315,7 +315,7 @@ def test_two_learners_submitting_registering_and_creating_one_endpoint_at_once(m
                                                                               finished_job):
     """Distinct job names, contiguous model versions, and one endpoint (a PUT of the same
     endpoint twice is an update on Azure) with one front door that both learners reach."""
-    from labkit.sim import online_runtime
+    from labkit.sim.endpoints import online_runtime
 
     code = tmp_path / "src"
     code.mkdir()
@@ -340,7 +340,7 @@ def test_two_learners_submitting_registering_and_creating_one_endpoint_at_once(m
 KILLED_WHILE_DEPLOYING = PRELUDE + """
 import signal
 from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
-from labkit.sim import online_deployments
+from labkit.sim.endpoints import online_deployments
 ml_client = sim.connect(root=root, workspace_name=workspace)
 project, = args
 real_start = online_deployments.OnlineDeploymentOperations._start

@@ -141,7 +141,7 @@ def test_the_mltable_a_job_is_handed_reads_without_the_simulation(ml_client, csv
     import subprocess
     import sys
 
-    from labkit.sim import fs
+    from labkit.sim.core import fs
 
     table = _table_with_azureml_paths(ml_client, csv_file, tmp_path)
     stored = Path(fs.local_path(table.path))

@@ -8,8 +8,8 @@ from azure.ai.ml.entities import BuildContext, Environment
 from azure.ai.ml.exceptions import MlException, ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from labkit.sim import fs
-from labkit.sim.environments import conda_packages, pip_packages, python_version, resolve_environment
+from labkit.sim.core import fs
+from labkit.sim.assets.environments import conda_packages, pip_packages, python_version, resolve_environment
 
 IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest"
 CONDA = """\

@@ -12,7 +12,7 @@ from azure.ai.ml.entities import AmlCompute, ComputeInstance, Data
 from azure.ai.ml.exceptions import JobException, ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from labkit.sim import job_state
+from labkit.sim.jobs import job_state
 
 ENV = "AzureML-sklearn-1.5@latest"
 
@@ -216,7 +216,7 @@ def test_a_cancel_is_not_an_error_and_waits_for_a_submission_to_end():
 
     script = textwrap.dedent("""
         import os, signal
-        from labkit.sim import job_state
+        from labkit.sim.jobs import job_state
         signal.signal(signal.SIGTERM, job_state.on_cancel)
         try:
             try:

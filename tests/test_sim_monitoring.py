@@ -51,7 +51,8 @@ from azure.core.exceptions import HttpResponseError
 from scipy import stats
 from scipy.spatial import distance
 
-from labkit.sim import clock, drift_metrics as dm, monitoring
+from labkit.sim import clock, monitoring
+from labkit.sim.monitoring import drift_metrics as dm
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SPARK = ServerlessSparkCompute(runtime_version="3.4", instance_type="standard_e4s_v3")
@@ -239,7 +240,7 @@ def test_drifted_and_undrifted_windows_get_the_right_verdicts_and_alerts_only_on
     assert "plasma_glucose_mg_dl" in sent.set_index("monitor").loc["shifted", "body"]
 
     # The results file is in the run's outputs, as a job's outputs are.
-    from labkit.sim import job_state
+    from labkit.sim.jobs import job_state
 
     job_name = _runs(ml_client, "shifted")[0]
     outputs = Path(job_state.local_output_path(ml_client.schedules._workspace, job_name, "default")) / "outputs"
@@ -276,8 +277,8 @@ def test_monitor_job_fails_cleanly_when_its_data_is_missing(ml_client, tmp_path)
     gone.write_text("plasma_glucose_mg_dl\n100\n")
     production = _asset(ml_client, "soon-gone", str(gone))
     # Remove the registered file, as if the data had been deleted from the datastore.
-    from labkit.sim import job_state
-    from labkit.sim.fs import local_path
+    from labkit.sim.jobs import job_state
+    from labkit.sim.core.fs import local_path
 
     Path(local_path(job_state.data_asset_uri(ml_client.schedules._workspace, production))).unlink()
     _monitor(ml_client, "broken", {"drift": _drift_signal(reference, production)})
@@ -390,8 +391,9 @@ def test_monitor_over_a_deployments_collected_data(no_orphans, ml_client, tmp_pa
         answer = requests.post(endpoint.scoring_uri, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         assert answer.status_code == 200
 
-    from labkit.sim import data_collection, job_state
-    from labkit.sim.fs import local_path
+    from labkit.sim.endpoints import data_collection
+    from labkit.sim.jobs import job_state
+    from labkit.sim.core.fs import local_path
 
     collected = Path(local_path(job_state.data_asset_uri(ml_client.schedules._workspace, inputs_asset.id)))
     files = list(collected.rglob("*.jsonl"))

@@ -8,7 +8,7 @@ import time
 import pytest
 from azure.ai.ml import Input, Output, command, dsl, load_component, load_job
 
-from labkit.sim import job_state
+from labkit.sim.jobs import job_state
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
 STEPS = ("prep", "train", "evaluate")

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from labkit import sim
-from labkit.sim.store import DamagedWorkspace
-from labkit.sim.workspace import SimWorkspace
+from labkit.sim.core.store import DamagedWorkspace
+from labkit.sim.core.workspace import SimWorkspace
 
 
 def damage_database(folder):

@@ -11,7 +11,7 @@ from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from labkit.sim import clock
-from labkit.sim.triggers import Trigger, TriggerError, zone
+from labkit.sim.schedules.triggers import Trigger, TriggerError, zone
 
 UTC = timezone.utc
 ENV = "azureml:AzureML-sklearn-1.5@latest"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.sim import _base as sim_base
-from labkit.sim.client import SIMULATED_GROUPS, _load
+from labkit.sim.core import base as sim_base
+from labkit.sim.core.client import SIMULATED_GROUPS, _load
 
 GROUPS = {attr: _load(path) for attr, (_, path) in SIMULATED_GROUPS.items()}
 

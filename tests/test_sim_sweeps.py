@@ -34,7 +34,7 @@ from azure.ai.ml.sweep import (
 )
 from azure.core.exceptions import HttpResponseError
 
-from labkit.sim import job_state, sweep
+from labkit.sim.jobs import job_state, sweep
 
 ENV = "AzureML-sklearn-1.5@latest"
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from azure.ai.ml import command
 
-from labkit.sim import job_state, warm_worker
+from labkit.sim.jobs import job_state, warm_worker
 
 ENV = "AzureML-sklearn-1.5@latest"
 REPORT = r'''

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from labkit.sim import config
+from labkit.sim.core import config
 
 if TYPE_CHECKING:
-    from labkit.sim.client import SimMLClient
+    from labkit.sim.core.client import SimMLClient
 
 __all__ = ["activate", "deactivate", "connect", "is_active", "running", "stop_everything", "SimMLClient", "workspace_folder"]
 
@@ -29,7 +29,7 @@ def __getattr__(name: str):
     # The client module imports the whole Azure ML SDK; a job's worker process imports this
     # package without needing it, so it is loaded on first use.
     if name == "SimMLClient":
-        from labkit.sim.client import SimMLClient
+        from labkit.sim.core.client import SimMLClient
 
         return SimMLClient
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -82,7 +82,7 @@ def _new_client(cls, *args, **kwargs):
     before. It stays installed after deactivation because CPython cannot cleanly remove a
     ``__new__`` from a class once set (``object.__new__`` then rejects the arguments).
     """
-    from labkit.sim.client import SimMLClient
+    from labkit.sim.core.client import SimMLClient
 
     return object.__new__(SimMLClient if cls is MLClient_class() and is_active() else cls)
 
@@ -106,7 +106,7 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
     global _saved
     from azure.ai.ml import MLClient
 
-    from labkit.sim import credentials, fs
+    from labkit.sim.core import credentials, fs
 
     if root is not None:
         config.active_root = Path(root).expanduser().resolve()
@@ -114,7 +114,7 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
         return _Activation()
 
     def simulated_from_config(cls, credential=None, *, path=None, file_name=None, **kwargs):
-        from labkit.sim.client import SimMLClient
+        from labkit.sim.core.client import SimMLClient
 
         names = config.names_from_config(path, file_name)
         return SimMLClient(credential, *names, **kwargs)
@@ -132,7 +132,7 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
 
 def _use_configured_workspace_for_mlflow() -> None:
     """With a ``config.json`` in reach, the notebook is "on a compute instance" of that workspace."""
-    from labkit.sim.client import malformed_subscription
+    from labkit.sim.core.client import malformed_subscription
     from labkit.workspace_config import find_config
 
     if not find_config(None, None):
@@ -149,10 +149,10 @@ def deactivate() -> None:
         return
     from azure.ai.ml import MLClient
 
-    from labkit.sim import credentials, fs
+    from labkit.sim.core import credentials, fs
 
     MLClient.from_config = _saved["from_config"]
-    from labkit.sim import online_runtime
+    from labkit.sim.endpoints import online_runtime
 
     online_runtime.stop_all()  # online endpoints' servers this process started or found
     credentials.restore(_saved["credentials"])
@@ -183,7 +183,7 @@ def connect(root: str | os.PathLike | None = None, workspace_name: str | None = 
     if there is one, else the default names)."""
     activate(root)
     subscription, group, workspace = config.names_from_config(None, None)
-    from labkit.sim.client import SimMLClient
+    from labkit.sim.core.client import SimMLClient
 
     return SimMLClient(None, subscription, group, workspace_name or workspace)
 

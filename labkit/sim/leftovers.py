@@ -15,9 +15,11 @@ import logging
 import os
 import time
 
-from labkit.sim import config, job_state, online_runtime
-from labkit.sim.store import NAMES_FILE, DamagedWorkspace
-from labkit.sim.workspace import SimWorkspace
+from labkit.sim.core import config
+from labkit.sim.jobs import job_state
+from labkit.sim.endpoints import online_runtime
+from labkit.sim.core.store import NAMES_FILE, DamagedWorkspace
+from labkit.sim.core.workspace import SimWorkspace
 
 logger = logging.getLogger(__name__)
 
