@@ -52,6 +52,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from labkit.sim import clock, monitoring
+from labkit.sim.core import references
 from labkit.sim.monitoring import drift_metrics as dm
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -243,7 +244,7 @@ def test_drifted_and_undrifted_windows_get_the_right_verdicts_and_alerts_only_on
     from labkit.sim.jobs import job_state
 
     job_name = _runs(ml_client, "shifted")[0]
-    outputs = Path(job_state.local_output_path(ml_client.schedules._workspace, job_name, "default")) / "outputs"
+    outputs = Path(references.local_output_path(ml_client.schedules._workspace, job_name, "default")) / "outputs"
     assert pd.read_csv(outputs / "monitoring_results.csv")["breached"].any()
     figure = monitoring.plot_metrics(ml_client, "shifted")
     assert len(figure.axes) == 1
@@ -280,7 +281,7 @@ def test_monitor_job_fails_cleanly_when_its_data_is_missing(ml_client, tmp_path)
     from labkit.sim.jobs import job_state
     from labkit.sim.core.fs import local_path
 
-    Path(local_path(job_state.data_asset_uri(ml_client.schedules._workspace, production))).unlink()
+    Path(local_path(references.data_asset_uri(ml_client.schedules._workspace, production))).unlink()
     _monitor(ml_client, "broken", {"drift": _drift_signal(reference, production)})
     (job_name,) = _runs(ml_client, "broken")
     job = _wait(ml_client, job_name)
@@ -395,7 +396,7 @@ def test_monitor_over_a_deployments_collected_data(no_orphans, ml_client, tmp_pa
     from labkit.sim.jobs import job_state
     from labkit.sim.core.fs import local_path
 
-    collected = Path(local_path(job_state.data_asset_uri(ml_client.schedules._workspace, inputs_asset.id)))
+    collected = Path(local_path(references.data_asset_uri(ml_client.schedules._workspace, inputs_asset.id)))
     files = list(collected.rglob("*.jsonl"))
     assert files and all(len(f.relative_to(collected).parts) == 5 for f in files)  # yyyy/MM/dd/HH/<id>.jsonl
     event = json.loads(files[0].read_text().splitlines()[0])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from labkit.sim.core import base as sim_base
-from labkit.sim.core.client import SIMULATED_GROUPS, _load
+from labkit.sim.core.groups import SIMULATED_GROUPS, load as _load
 
 GROUPS = {attr: _load(path) for attr, (_, path) in SIMULATED_GROUPS.items()}
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from azure.ai.ml import command
 
-from labkit.sim.jobs import job_state, warm_worker
+from labkit.sim.jobs import job_state, warm_server, warm_worker
 
 ENV = "AzureML-sklearn-1.5@latest"
 REPORT = r'''
@@ -148,14 +148,14 @@ def test_a_forked_process_is_given_by_pid_only_once_it_is_in_its_own_folder(tmp_
     server's folder and called the instance dead). The folder change is slowed here."""
     real_chdir = os.chdir
     monkeypatch.setattr(os, "chdir", lambda path: (time.sleep(0.5), real_chdir(path)))
-    monkeypatch.setattr(warm_worker, "_run_module", lambda *_: (time.sleep(2), os._exit(0)))
+    monkeypatch.setattr(warm_server, "_run_module", lambda *_: (time.sleep(2), os._exit(0)))
     folder = tmp_path / "instance"
     folder.mkdir()
     request = {"op": "module", "env": dict(os.environ), "cwd": str(folder), "log": str(tmp_path / "log")}
     requests, unused_write = os.pipe()
     unused_read, replies = os.pipe()
     with os.fdopen(replies, "w") as reply_stream:
-        pid = warm_worker._fork_detached(request, (requests, reply_stream))
+        pid = warm_server._fork_detached(request, (requests, reply_stream))
     for fd in (requests, unused_write, unused_read):
         os.close(fd)
     assert os.readlink(f"/proc/{pid}/cwd") == str(folder)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labkit.sim.core import config
+from labkit.sim.core.tracking import forget_workspace_tracking_uri, use_workspace_tracking_uri  # noqa: F401 - public
 
 if TYPE_CHECKING:
     from labkit.sim.core.client import SimMLClient
@@ -48,31 +49,6 @@ class _Activation:
 
 
 _saved: dict | None = None
-# The tracking URI the simulation made MLflow's default (see use_workspace_tracking_uri).
-_default_tracking_uri: str | None = None
-
-
-def use_workspace_tracking_uri(workspace) -> None:
-    """Make ``workspace`` MLflow's default tracking (and so registry) URI, as on a compute instance.
-
-    On an Azure ML compute instance ``import mlflow; mlflow.search_experiments()`` already talks to
-    the workspace, with no ``set_tracking_uri`` ("Configure MLflow for Azure Machine Learning":
-    compute instances come configured for the workspace). A URI the learner chose wins: the
-    ``MLFLOW_TRACKING_URI`` variable, which ``mlflow.set_tracking_uri`` also sets, when it holds
-    anything other than what the simulation put there.
-    """
-    global _default_tracking_uri
-    current = os.environ.get("MLFLOW_TRACKING_URI")
-    if current and current != _default_tracking_uri:
-        return
-    _default_tracking_uri = os.environ["MLFLOW_TRACKING_URI"] = workspace.mlflow_tracking_uri
-
-
-def _forget_workspace_tracking_uri() -> None:
-    global _default_tracking_uri
-    if _default_tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") == _default_tracking_uri:
-        del os.environ["MLFLOW_TRACKING_URI"]
-    _default_tracking_uri = None
 
 
 def _new_client(cls, *args, **kwargs):
@@ -106,7 +82,8 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
     global _saved
     from azure.ai.ml import MLClient
 
-    from labkit.sim.core import credentials, fs
+    from labkit.sim import credentials  # the public name: labkit.sim.credentials, as before
+    from labkit.sim.core import fs
 
     if root is not None:
         config.active_root = Path(root).expanduser().resolve()
@@ -149,15 +126,16 @@ def deactivate() -> None:
         return
     from azure.ai.ml import MLClient
 
-    from labkit.sim.core import credentials, fs
+    from labkit.sim import credentials  # the public name: labkit.sim.credentials, as before
+    from labkit.sim.core import fs
 
     MLClient.from_config = _saved["from_config"]
-    from labkit.sim.endpoints import online_runtime
+    from labkit.sim import online_runtime  # the public name (labkit.sim.endpoints.online_runtime)
 
     online_runtime.stop_all()  # online endpoints' servers this process started or found
     credentials.restore(_saved["credentials"])
     fs.unregister(_saved["fs"])
-    _forget_workspace_tracking_uri()
+    forget_workspace_tracking_uri()
     config.active_root = None
     _saved = None
 

@@ -35,7 +35,7 @@ from azure.ai.ml._utils._arm_id_utils import (
 from azure.ai.ml._utils.utils import is_url
 from azure.ai.ml.constants._common import ANONYMOUS_COMPONENT_NAME, CURATED_ENV_PREFIX, AzureMLResourceType
 from azure.ai.ml.entities import CommandComponent, Component, Environment, PipelineComponent
-from azure.ai.ml.exceptions import ErrorTarget, ValidationErrorType
+from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationErrorType, ValidationException
 from azure.ai.ml.operations import ComponentOperations as _SdkComponentOperations
 from azure.ai.ml.operations._component_operations import _refine_component
 
@@ -111,8 +111,6 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
         """A pipeline component (``type: pipeline`` YAML or a ``@dsl.pipeline`` function), as the SDK
         sends it: each step's component registered first (an inline one as an anonymous component)
         and named by id, then the pipeline component, versioned as any component."""
-        from labkit.sim.jobs.pipeline import _component_id
-
         if version is not None:
             component.version = version
         if not skip_validation:
@@ -212,3 +210,34 @@ class ComponentOperations(VersionedAssetOperations, _SdkComponentOperations):
 
 def _fixed_part(spec: dict) -> dict:
     return {key: value for key, value in spec.items() if key not in MUTABLE_SPEC_FIELDS}
+
+
+# -- a pipeline step's component, by id (pipelines and pipeline components resolve steps alike) ----
+ARM_COMPONENT = re.compile(r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+
+
+def _component_id(ops, step_name: str, component: Any) -> str:
+    """The ARM id of a step's component, registering an inline one as an anonymous component."""
+    components = ops._group("_components")
+    if isinstance(component, str) and is_registry_id_for_resource(component):
+        raise NotImplementedError(
+            f"Step '{step_name}' uses the registry component {component}. Components from registries are not "
+            "part of the simulated workspace; register the component in the workspace, or define it inline.")
+    if isinstance(component, str):
+        reference = component.removeprefix("azureml:")
+        arm = ARM_COMPONENT.search(reference)
+        if arm:
+            return components.get(arm["name"], version=arm["version"]).id
+        if "@" in reference:
+            name, label = reference.split("@", 1)
+            return components.get(name, label=label).id
+        name, _, version = reference.partition(":")
+        return components.get(name, version=version or None).id
+    if not isinstance(component, Component):
+        raise ValidationException(
+            message=f"Step '{step_name}' has no component.", no_personal_data_message="step without component",
+            target=ErrorTarget.PIPELINE, error_category=ErrorCategory.USER_ERROR)
+    if component.id:  # a registered component (ml_client.components.get): it must still exist
+        arm = ARM_COMPONENT.search(component.id)
+        return components.get(arm["name"], version=arm["version"]).id if arm else component.id
+    return components.create_or_update(component, is_anonymous=True).id

@@ -8,59 +8,16 @@ Key Vault: ``get`` and ``list`` return a datastore without them, as the service 
 from __future__ import annotations
 
 import re
-import sqlite3
 from typing import Iterable
 
-from azure.ai.ml.entities import (
-    AccountKeyConfiguration,
-    AzureBlobDatastore,
-    AzureFileDatastore,
-    Datastore,
-)
+from azure.ai.ml.entities import Datastore
 from azure.ai.ml.operations import DatastoreOperations as _SdkDatastoreOperations
 
 from labkit.sim.core.base import SimOperations, bad_request, not_found, pages, readable, with_service_fields
-from labkit.sim.core.storage import DEFAULT_DATASTORE, KIND, container_folder
-from labkit.sim.core.workspace import SimWorkspace
+from labkit.sim.core.storage import KIND, put_datastore
 
 # The service: datastore names are case-insensitive, letters, digits and underscores.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,255}$")
-# Fake account key of the default datastores; never shown, as on Azure.
-_DEFAULT_KEY = "c2ltdWxhdGVkLWFjY291bnQta2V5"
-
-
-def _put_datastore(workspace: SimWorkspace, db: sqlite3.Connection, datastore: Datastore,
-                   is_default: bool = False) -> None:
-    rest = datastore._to_rest_object()
-    payload = rest.as_dict()
-    credentials = payload["properties"].get("credentials") or {}
-    secrets = credentials.pop("secrets", None)
-    payload["properties"]["isDefault"] = is_default
-    name = datastore.name.lower()
-    workspace.store.put(db, KIND, name, "", type(rest)(payload))
-    if secrets:
-        workspace.store.put_secret(db, KIND, name, secrets)
-    container_folder(workspace.folder, payload).mkdir(parents=True, exist_ok=True)
-
-
-def create_default_datastores(workspace: SimWorkspace, db: sqlite3.Connection, workspace_id: str) -> None:
-    """The four datastores every new workspace has, in one storage account."""
-    from labkit.sim.core.workspaces import _linked_resource_ids
-
-    account = _linked_resource_ids(workspace, workspace_id)["storageAccount"].rsplit("/", 1)[-1]
-    key = AccountKeyConfiguration(account_key=_DEFAULT_KEY)
-    defaults = [
-        AzureBlobDatastore(name="workspaceblobstore", account_name=account,
-                           container_name=f"azureml-blobstore-{workspace_id}", credentials=key),
-        AzureBlobDatastore(name="workspaceartifactstore", account_name=account,
-                           container_name="azureml", credentials=key),
-        AzureFileDatastore(name="workspaceworkingdirectory", account_name=account,
-                           file_share_name=f"code-{workspace_id}", credentials=key),
-        AzureFileDatastore(name="workspacefilestore", account_name=account,
-                           file_share_name=f"azureml-filestore-{workspace_id}", credentials=key),
-    ]
-    for datastore in defaults:
-        _put_datastore(workspace, db, datastore, is_default=datastore.name == DEFAULT_DATASTORE)
 
 
 class DatastoreOperations(SimOperations, _SdkDatastoreOperations):
@@ -106,7 +63,7 @@ class DatastoreOperations(SimOperations, _SdkDatastoreOperations):
                 "the type of a datastore cannot be changed.")
         with self._store.transaction() as db:
             is_default = bool(existing and existing.payload["properties"].get("isDefault"))
-            _put_datastore(self._workspace, db, datastore, is_default=is_default)
+            put_datastore(self._workspace, db, datastore, is_default=is_default)
         return self._entity(datastore.name, include_secrets=False)
 
     def delete(self, name: str) -> None:

@@ -25,6 +25,7 @@ Aliases, model-level tags and descriptions, and copying versions are not simulat
 from __future__ import annotations
 
 import contextlib
+import functools
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -296,3 +297,10 @@ class WorkspaceRegistryStore(AbstractStore):
 
     def copy_model_version(self, src_mv, dst_name):
         raise _not_simulated("Copying a model version")
+
+
+# -- the MLflow plugin entry point (pyproject.toml: mlflow.model_registry_store) -----------------
+@functools.lru_cache(maxsize=None)
+def registry_store(store_uri: str, tracking_uri: str | None = None):
+    """The workspace's model registry, which MLflow and ``ml_client.models`` share."""
+    return WorkspaceRegistryStore(store_uri, tracking_uri)

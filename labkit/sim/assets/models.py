@@ -37,7 +37,7 @@ from azure.ai.ml.operations import ModelOperations as _SdkModelOperations
 
 from labkit.sim.assets.shared import VersionedAssetOperations, invalid
 from labkit.sim.core.base import bad_request, not_found, pages
-from labkit.sim.jobs.job_state import JOB_OUTPUT_URI
+from labkit.sim.core.references import JOB_OUTPUT_URI
 from labkit.sim.core.storage import datastore_folder
 
 MODEL_TYPES = (AssetTypes.CUSTOM_MODEL, AssetTypes.MLFLOW_MODEL, AssetTypes.TRITON_MODEL)
@@ -81,7 +81,7 @@ def read_mlflow_flavors(folder: Path) -> dict[str, dict[str, str]]:
 def model_files(workspace, model_uri: str) -> Path:
     """The local file or folder a model's path (a datastore or job output URI) stands for."""
     if JOB_OUTPUT_URI.match(model_uri):
-        from labkit.sim.jobs.job_state import job_output_uri
+        from labkit.sim.core.references import job_output_uri
 
         model_uri = job_output_uri(workspace, model_uri)
     match = LONG_DATASTORE_URI.match(model_uri)
@@ -160,7 +160,7 @@ class ModelOperations(VersionedAssetOperations, _SdkModelOperations):
         if JOB_OUTPUT_URI.match(uri):
             from azure.core.exceptions import ResourceNotFoundError
 
-            from labkit.sim.jobs.job_state import job_output_uri
+            from labkit.sim.core.references import job_output_uri
 
             try:
                 uri = job_output_uri(self._workspace, uri)

@@ -94,9 +94,9 @@ class SimOperations:
 
     def _group(self, attr: str):
         """Another simulated operation group of the same workspace (``"_models"``, ``"_data"`` ...)."""
-        from labkit.sim.core.client import SIMULATED_GROUPS, _load
+        from labkit.sim.core.groups import SIMULATED_GROUPS, load  # the SDK's constants: not in a worker's start
 
-        return _load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
+        return load(SIMULATED_GROUPS[attr][1])(self._workspace, root=self._root, scope=self._scope)
 
     @property
     def _store(self):

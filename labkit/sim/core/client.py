@@ -9,44 +9,19 @@ refuse every call with ``NotImplementedError`` rather than reach for Azure.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import uuid
 from typing import Any
 
 from azure.ai.ml import MLClient
-from azure.ai.ml.constants._common import AzureMLResourceType
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.paging import ItemPaged
 
-from labkit.sim.core import config, workspaces
+from labkit.sim.core import config, provisioning
 from labkit.sim.core.base import SimOperations, service_error
 from labkit.sim.core.credentials import SimulatedCredential
-
-# client attribute -> (operations-container key, "module:Class" of the simulated group)
-SIMULATED_GROUPS = {
-    "_workspaces": (AzureMLResourceType.WORKSPACE, "labkit.sim.core.workspaces:WorkspaceOperations"),
-    "_datastores": (AzureMLResourceType.DATASTORE, "labkit.sim.assets.datastores:DatastoreOperations"),
-    "_data": (AzureMLResourceType.DATA, "labkit.sim.assets.data:DataOperations"),
-    "_compute": (AzureMLResourceType.COMPUTE, "labkit.sim.compute.operations:ComputeOperations"),
-    "_environments": (AzureMLResourceType.ENVIRONMENT, "labkit.sim.assets.environments:EnvironmentOperations"),
-    "_models": (AzureMLResourceType.MODEL, "labkit.sim.assets.models:ModelOperations"),
-    "_components": (AzureMLResourceType.COMPONENT, "labkit.sim.assets.components:ComponentOperations"),
-    "_jobs": (AzureMLResourceType.JOB, "labkit.sim.jobs.operations:JobOperations"),
-    "_online_endpoints": (AzureMLResourceType.ONLINE_ENDPOINT, "labkit.sim.endpoints.online_endpoints:OnlineEndpointOperations"),
-    "_online_deployments": (AzureMLResourceType.ONLINE_DEPLOYMENT,
-                            "labkit.sim.endpoints.online_deployments:OnlineDeploymentOperations"),
-    "_schedules": (AzureMLResourceType.SCHEDULE, "labkit.sim.schedules.operations:ScheduleOperations"),
-    "_batch_endpoints": (AzureMLResourceType.BATCH_ENDPOINT, "labkit.sim.endpoints.batch_endpoints:BatchEndpointOperations"),
-    "_batch_deployments": (AzureMLResourceType.BATCH_DEPLOYMENT,
-                           "labkit.sim.endpoints.batch_deployments:BatchDeploymentOperations"),
-}
-
-
-def _load(path: str) -> type:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
+from labkit.sim.core.groups import SIMULATED_GROUPS, load
+from labkit.sim.core.tracking import use_workspace_tracking_uri
 
 def _refusing_group(real_class: type) -> type:
     """A stand-in for an operation group the simulation does not cover: every call refuses."""
@@ -143,7 +118,7 @@ class SimMLClient(MLClient):
         if malformed_subscription(self.subscription_id):
             self._refuse_every_operation(lambda: _invalid_subscription(self.subscription_id))
             return
-        if workspace_name and not workspaces.valid_name(workspace_name):  # a notebook's "<AML_WORKSPACE_NAME>"
+        if workspace_name and not provisioning.valid_name(workspace_name):  # a notebook's "<AML_WORKSPACE_NAME>"
             # Only the workspace's own groups fail: ``workspaces`` lists and creates in the resource group.
             self._refuse_every_operation(lambda: _workspace_not_found(self), keep={"_workspaces"})
             self._replace_operation_groups()  # what is left of the SDK's: workspaces
@@ -151,13 +126,11 @@ class SimMLClient(MLClient):
         if workspace_name:
             self._sim_workspace = config.open_workspace(
                 self._sim_root, self.subscription_id, self.resource_group_name, workspace_name)
-            from labkit.sim import use_workspace_tracking_uri
-
             use_workspace_tracking_uri(self._sim_workspace)
         self._replace_operation_groups()
 
     def _replace_operation_groups(self) -> None:
-        simulated = {attr: _load(path) for attr, (_, path) in SIMULATED_GROUPS.items()}
+        simulated = {attr: load(path) for attr, (_, path) in SIMULATED_GROUPS.items()}
         for attr, value in self._sdk_groups():
             group_class = simulated.get(attr) or _refusing_group(type(value))
             self._install(attr, value, group_class(self._sim_workspace, root=self._sim_root,

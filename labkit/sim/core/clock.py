@@ -1,12 +1,12 @@
-"""The simulated clock: what time it is for schedules, and how a lab moves it forward.
+"""The simulated clock: what time it is for schedules and data collection.
 
 ``now()`` starts at the real time when first used and moves only when ``advance`` moves it
 (it never runs behind the real clock, so a notebook picked up days later does not live in
 the past). The time is kept in ``<root>/clock.json`` for the active simulation root, so every
 process working on that root agrees on it.
 
-``advance(days=1)`` moves the clock forward and fires, in time order, every enabled schedule
-of the root's workspaces that falls due in between: each firing submits the schedule's
+``advance(days=1)`` (in ``labkit.sim.schedules.clock``) moves the clock forward and fires, in
+time order, every enabled schedule of the root's workspaces that falls due in between: each firing submits the schedule's
 pipeline job through the simulated ``jobs.create_or_update``, as the service does, at once
 (nothing waits in real time). It returns the names of the jobs it submitted::
 
@@ -19,7 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -71,24 +71,3 @@ def _now(path: Path) -> datetime:
         _write(path, real)
         return real
     return max(stored, real)
-
-
-def advance(days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0,
-            weeks: float = 0) -> list[str]:
-    """Move the simulated clock forward; fire the schedules that fall due; return the names of
-    the jobs submitted, in firing order."""
-    step = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, weeks=weeks)
-    if step < timedelta(0):
-        raise ValueError("The simulated clock only moves forward.")
-    from labkit.sim.schedules.operations import due_firings, fire
-
-    root = _root()
-    with _locked(root) as path:
-        start = _now(path)
-        end = start + step
-        submitted = []
-        for moment, workspace, schedule in due_firings(root, start, end):
-            _write(path, moment)  # a job submitted now sees the time it was scheduled for
-            submitted.append(fire(workspace, schedule, moment))
-        _write(path, end)
-    return submitted

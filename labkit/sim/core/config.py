@@ -43,7 +43,7 @@ def open_workspace(root: Path, subscription_id: str, resource_group: str, name: 
     portal, with the CLI or with ``ml_client.workspaces.begin_create``); the simulation
     creates it the first time a client names it, as if that step had been done.
     """
-    from labkit.sim.core.workspaces import provision
+    from labkit.sim.core.provisioning import provision
 
     workspace = SimWorkspace(subscription_id, resource_group, name, root / name)
     provision(workspace)

@@ -25,12 +25,9 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-SCHEME = "labkit-sim"
+from labkit.sim.core.workspace import SCHEME, tracking_uri  # noqa: F401 - tracking_uri: re-exported (labkit.sim.tracking)
+
 _run_id_lock = threading.Lock()
-
-
-def tracking_uri(mlflow_folder: Path) -> str:
-    return f"{SCHEME}://{Path(mlflow_folder).resolve().as_posix()}"
 
 
 def _folder(store_uri: str) -> Path:
@@ -217,13 +214,6 @@ def _write_empty_schema(template: Path) -> None:
     partial.replace(template)  # whole or not at all: a crash leaves no half template
 
 
-@functools.lru_cache(maxsize=None)
-def registry_store(store_uri: str, tracking_uri: str | None = None):
-    """The workspace's model registry, which MLflow and ``ml_client.models`` share."""
-    from labkit.sim.assets.mlflow_registry import WorkspaceRegistryStore
-
-    return WorkspaceRegistryStore(store_uri, tracking_uri)
-
 
 class _FixedUuid:
     """Stands in for the ``uuid`` module inside MLflow's store for one ``create_run``."""
@@ -262,3 +252,31 @@ def _swapped(module, name: str, value):
         yield
     finally:
         setattr(module, name, original)
+
+
+# -- MLflow's default tracking URI, as on a compute instance ------------------------------------
+# The tracking URI the simulation made MLflow's default (see use_workspace_tracking_uri).
+_default_tracking_uri: str | None = None
+
+
+def use_workspace_tracking_uri(workspace) -> None:
+    """Make ``workspace`` MLflow's default tracking (and so registry) URI, as on a compute instance.
+
+    On an Azure ML compute instance ``import mlflow; mlflow.search_experiments()`` already talks to
+    the workspace, with no ``set_tracking_uri`` ("Configure MLflow for Azure Machine Learning":
+    compute instances come configured for the workspace). A URI the learner chose wins: the
+    ``MLFLOW_TRACKING_URI`` variable, which ``mlflow.set_tracking_uri`` also sets, when it holds
+    anything other than what the simulation put there.
+    """
+    global _default_tracking_uri
+    current = os.environ.get("MLFLOW_TRACKING_URI")
+    if current and current != _default_tracking_uri:
+        return
+    _default_tracking_uri = os.environ["MLFLOW_TRACKING_URI"] = workspace.mlflow_tracking_uri
+
+
+def forget_workspace_tracking_uri() -> None:
+    global _default_tracking_uri
+    if _default_tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") == _default_tracking_uri:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    _default_tracking_uri = None

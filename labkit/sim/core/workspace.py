@@ -7,7 +7,6 @@ from functools import cached_property
 from pathlib import Path
 
 from labkit.sim.core.store import NAMES_FILE, DamagedWorkspace, WorkspaceStore
-from labkit.sim.core.tracking import tracking_uri
 
 PROVIDER = "Microsoft.MachineLearningServices"
 DEFAULT_LOCATION = "eastus"
@@ -68,3 +67,11 @@ class SimWorkspace:
     def studio_url(self) -> str:
         # Azure gives an https link to the studio; the simulation points at its own folder.
         return self.folder.as_uri()
+
+
+# -- the workspace's MLflow tracking URI (resolved by labkit.sim.core.tracking's store plugin) ------
+SCHEME = "labkit-sim"
+
+
+def tracking_uri(mlflow_folder: Path) -> str:
+    return f"{SCHEME}://{Path(mlflow_folder).resolve().as_posix()}"

@@ -1,10 +1,7 @@
 """``ml_client.workspaces``: simulated workspaces are folders under the simulation root."""
 from __future__ import annotations
 
-import hashlib
-import re
 import shutil
-import uuid
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from azure.ai.ml.entities import Workspace
@@ -12,65 +9,9 @@ from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationExcepti
 from azure.ai.ml.operations import WorkspaceOperations as _SdkWorkspaceOperations
 from azure.core.polling import LROPoller
 
-from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, with_service_fields
-from labkit.sim.core.workspace import DEFAULT_LOCATION, SimWorkspace
-
-KIND = "workspace"
-# The service's rule for workspace names (ARM: Microsoft.MachineLearningServices/workspaces).
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
-
-
-def _linked_resource_ids(workspace: SimWorkspace, workspace_id: str) -> dict:
-    """Names shaped like the ones Azure generates for a workspace's linked resources."""
-    suffix = hashlib.sha1(workspace_id.encode()).hexdigest()[:10]
-    group = f"/subscriptions/{workspace.subscription_id}/resourceGroups/{workspace.resource_group}/providers"
-    return {
-        "storageAccount": f"{group}/Microsoft.Storage/storageAccounts/st{suffix}",
-        "keyVault": f"{group}/Microsoft.KeyVault/vaults/kv-{suffix}",
-        "applicationInsights": f"{group}/Microsoft.Insights/components/appi-{suffix}",
-        # No containerRegistry: Azure creates one only when the first environment image is built.
-    }
-
-
-def valid_name(name: str | None) -> bool:
-    return bool(name) and bool(NAME_PATTERN.match(name))
-
-
-def _validate_name(name: str) -> None:
-    # The SDK sends any name; Azure Resource Manager refuses an invalid one (400).
-    if not valid_name(name):
-        raise bad_request(f"Workspace name {name!r} is invalid: use 3 to 33 letters, digits, hyphens "
-                          "or underscores, starting with a letter or digit.")
-
-
-def provision(workspace: SimWorkspace, entity: Workspace | None = None) -> None:
-    """Create the workspace's record and default datastores if they are not there yet."""
-    from labkit.sim.assets.datastores import create_default_datastores
-
-    _validate_name(workspace.name)
-    store = workspace.store
-    if store.get(KIND, workspace.name):
-        return
-    entity = entity or Workspace(name=workspace.name, location=DEFAULT_LOCATION)
-    rest = entity._to_rest_object()
-    workspace_id = str(uuid.uuid4())
-    props = rest.as_dict().setdefault("properties", {})
-    payload = rest.as_dict()
-    payload.setdefault("location", DEFAULT_LOCATION)
-    payload["properties"] = dict(
-        props,
-        workspaceId=workspace_id,
-        provisioningState="Succeeded",
-        mlFlowTrackingUri=workspace.mlflow_tracking_uri,
-        discoveryUrl=workspace.folder.as_uri(),
-        **_linked_resource_ids(workspace, workspace_id),
-    )
-    with store.transaction() as db:
-        if db.execute("SELECT 1 FROM resources WHERE kind=? AND name=?", (KIND, workspace.name)).fetchone():
-            return  # another process provisioned it first
-        store.put(db, KIND, workspace.name, "", type(rest)(payload))
-        create_default_datastores(workspace, db, workspace_id)
-        workspace.write_names()
+from labkit.sim.core.base import SimOperations, done, not_found, pages, with_service_fields
+from labkit.sim.core.provisioning import KIND, provision
+from labkit.sim.core.workspace import SimWorkspace
 
 
 def _entity(workspace: SimWorkspace) -> Workspace:

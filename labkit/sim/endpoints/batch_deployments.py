@@ -101,12 +101,9 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
         return pages(readable(self._store.versions(DEPLOYMENT_KIND, endpoint_name), self._entity))
 
     def list_jobs(self, endpoint_name: str, *, name: Optional[str] = None):
-        from labkit.sim.endpoints.batch_endpoints import BatchEndpointOperations
-
         if name:
             self._row(name, endpoint_name)
-        return BatchEndpointOperations(self._workspace, root=self._root, scope=self._scope)._jobs_of(
-            endpoint_name, name)
+        return self._group("_batch_endpoints")._jobs_of(endpoint_name, name)
 
     # -- writing --------------------------------------------------------------------------------------
     def begin_create_or_update(self, deployment, *, skip_script_validation: bool = False,

@@ -48,6 +48,7 @@ import traceback
 import uuid
 from pathlib import Path
 
+from labkit.sim.core import references
 from labkit.sim.assets import conda
 from labkit.sim.jobs import job_state
 from labkit.sim.endpoints.batch_endpoints import INPUT_NAME, OUTPUT_NAME, SCORING_STEP, SETTINGS_PROPERTY
@@ -371,7 +372,7 @@ def _place_model(workspace, model_id: str, destination: Path) -> Path:
         raise ValueError(f"Model {model_id} no longer exists in the workspace.")
     uri = row.payload["properties"]["modelUri"]
     if uri.startswith("azureml://jobs/"):
-        uri = job_state.job_output_uri(workspace, uri)
+        uri = references.job_output_uri(workspace, uri)
     model_dir = destination / "azureml-models" / row.name / row.version
     copy_placed(Path(local_path(uri)), model_dir)
     return model_dir

@@ -115,10 +115,10 @@ def routing_spec(workspace, endpoint: str, deployment: str, payload: dict) -> Op
 def _collection_folder(workspace, endpoint: str, deployment: str, name: str, data_id: Optional[str]) -> Path:
     if data_id:
         try:
-            from labkit.sim.jobs import job_state
+            from labkit.sim.core import references
             from labkit.sim.core.fs import local_path
 
-            uri = job_state.data_asset_uri(workspace, data_id)
+            uri = references.data_asset_uri(workspace, data_id)
             storage = workspace.folder / "storage"
             path = Path(local_path(uri)) if uri.startswith("azureml://") else None
             if path is not None and storage in path.parents:

@@ -41,6 +41,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller, NoPolling
 
+from labkit.sim.core import references
 from labkit.sim.assets import conda
 from labkit.sim.jobs import job_state
 from labkit.sim.endpoints import online_runtime as runtime
@@ -321,7 +322,7 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
         row = self._model_row(model_id)
         uri = row.payload["properties"]["modelUri"]
         if uri.startswith("azureml://jobs/"):
-            uri = job_state.job_output_uri(self._workspace, uri)
+            uri = references.job_output_uri(self._workspace, uri)
         match = LONG_DATASTORE_URI.match(uri)
         if not match:
             raise bad_request(f"The files of model {row.name}:{row.version} ({uri}) are not in this workspace's "

@@ -90,7 +90,7 @@ def authorized(rules: dict, header: str | None) -> bool:
     if mode == "amltoken":
         return rules.get("tokens", {}).get(presented, 0) > time.time()
     if mode == "aadtoken":
-        from labkit.sim.credentials import FAKE_TOKEN
+        from labkit.sim.core.credentials import FAKE_TOKEN
 
         return presented == FAKE_TOKEN
     return False
@@ -281,7 +281,7 @@ def _collect(spec: dict, body: bytes, status: int, payload: bytes, request_id: s
     """The deployment's data collector logs the request (``labkit.sim.data_collection``); a failure
     to log never changes the caller's answer."""
     try:
-        from labkit.sim import data_collection
+        from labkit.sim.endpoints import data_collection
 
         data_collection.record(spec, body, status, payload, request_id)
     except Exception as problem:

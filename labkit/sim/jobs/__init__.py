@@ -1,1 +1,12 @@
-"""(described in the next commit)"""
+"""Jobs: ``ml_client.jobs`` and what runs them.
+
+``operations`` (the group: submit, get, list, stream, download, cancel), ``job_state`` (a job's
+record, status and folder, shared by the front end and the worker), ``job_runner`` (the worker
+process of one job), ``warm_worker`` and ``warm_server`` (workers forked from a process that has
+done the imports), ``sweep``, ``pipeline`` and
+``automl/`` (the search, its featurization and what it writes).
+
+May import: ``labkit.sim.core``, ``labkit.sim.assets``, ``labkit.sim.compute``. The job runner
+names the runners of other kinds of parent job (batch scoring, monitors) by module path, in
+``job_runner.JOB_TYPE_RUNNERS``, without importing them.
+"""

@@ -22,6 +22,7 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 
+from labkit.sim.core import references
 from labkit.sim.jobs import job_state, warm_worker
 from labkit.sim.jobs.job_state import Canceled
 from labkit.sim.core.storage import datastore_folder
@@ -110,9 +111,9 @@ def _input_path(workspace: SimWorkspace, folder: Path, input_name: str, value: d
     uri = value["uri"]
     if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
         is_model = value.get("jobInputType") in MODEL_INPUT_TYPES
-        uri = (job_state.model_uri if is_model else job_state.data_asset_uri)(workspace, uri)
+        uri = (references.model_uri if is_model else references.data_asset_uri)(workspace, uri)
     if uri.startswith("azureml://jobs/"):  # a job's output, or a model registered from one
-        uri = job_state.job_output_uri(workspace, uri)
+        uri = references.job_output_uri(workspace, uri)
     source = Path(local_path(uri)) if uri.startswith("azureml://") else Path(uri)
     if (value.get("mode") or "").lower() == "download":
         target = folder / "inputs" / input_name / source.name
@@ -278,9 +279,9 @@ def main(folder: str, name: str) -> None:
             wait_for_a_node(workspace, name)
             run(workspace, name)
         else:  # a sweep or a pipeline: its module runs it (and its children)
-            from labkit.sim.core.client import _load
+            from labkit.sim.core.groups import load
 
-            _load(JOB_TYPE_RUNNERS[job_type])(workspace, name)
+            load(JOB_TYPE_RUNNERS[job_type])(workspace, name)
     except Canceled:
         if job_state.status_of(workspace, name) not in job_state.TERMINAL_STATUSES:
             job_state.finish(workspace, name, "Canceled", "The job was canceled.")

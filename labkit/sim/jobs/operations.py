@@ -22,6 +22,7 @@ from azure.ai.ml.constants._common import (
     BATCH_JOB_CHILD_RUN_OUTPUT_NAME,
     DEFAULT_ARTIFACT_STORE_OUTPUT_NAME,
     SERVERLESS_COMPUTE,
+    SWEEP_JOB_BEST_CHILD_RUN_ID_PROPERTY_NAME,
 )
 from azure.ai.ml.constants._job.pipeline import PipelineConstants
 from azure.ai.ml.entities import Job, ValidationResult
@@ -33,6 +34,7 @@ from azure.ai.ml.operations._job_ops_helper import _incremental_print
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
 
+from labkit.sim.core import references
 from labkit.sim.jobs import job_state, warm_worker
 from labkit.sim.core.base import (
     SimOperations,
@@ -44,10 +46,10 @@ from labkit.sim.core.base import (
     readable,
     with_service_fields,
 )
+from labkit.sim.core.groups import load
 from labkit.sim.core.storage import DEFAULT_DATASTORE
 
 KIND = job_state.KIND
-DEFAULT_EXPERIMENT = "Default"
 STREAM_POLL_S = 0.3
 # Job types other modules submit: "module:function(job_operations, job) -> Job".
 OTHER_JOB_TYPES: dict[str, str] = {
@@ -142,9 +144,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
             return self._submit_command(job)
         if job_type not in OTHER_JOB_TYPES:
             raise NotImplementedError(f"{job_type} jobs are not part of the simulated workspace yet.")
-        from labkit.sim.core.client import _load
-
-        return _load(OTHER_JOB_TYPES[job_type])(self, job)
+        return load(OTHER_JOB_TYPES[job_type])(self, job)
 
     def _submit_command(self, job, parent: Optional[str] = None) -> Job:
         """Submit a command job (``parent``: the sweep or pipeline job it is a child of)."""
@@ -154,7 +154,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         props = payload["properties"]
         name = payload["name"]
         self._refuse_inputs_without_uri(props.get("inputs") or {})
-        props["experimentName"] = props.get("experimentName") or DEFAULT_EXPERIMENT
+        props["experimentName"] = props.get("experimentName") or job_state.DEFAULT_EXPERIMENT
         props["computeId"] = self._resolve_compute(props.get("computeId"), job)
         props["environmentId"] = self._resolve_environment(job.environment)
         if props.get("codeId"):
@@ -261,7 +261,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         if value.get("jobInputType") == "literal" or not uri:
             return
         if uri.startswith("azureml://jobs/"):
-            job_state.job_output_uri(self._workspace, uri)  # raises if that job or output is missing
+            references.job_output_uri(self._workspace, uri)  # raises if that job or output is missing
         elif is_url(uri):
             return
         elif uri.startswith("/subscriptions/") or ":" in uri or "@" in uri:
@@ -281,7 +281,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         group = self._group("_models" if model else "_data")
         body = reference.removeprefix("azureml:")
         if body.startswith("/subscriptions/"):
-            body = "{name}:{version}".format(**job_state.ARM_VERSION.search(body).groupdict())
+            body = "{name}:{version}".format(**references.ARM_VERSION.search(body).groupdict())
         if "@" in body:
             name, label = body.split("@", 1)
             asset = group.get(name, label=label)
@@ -336,8 +336,6 @@ class JobOperations(SimOperations, _SdkJobOperations):
                 error_category=ErrorCategory.USER_ERROR)
         artifacts_folder = "artifacts"
         if job.type == "sweep":  # the best trial's outputs, then the sweep's own logs (labkit.sim.jobs.sweep)
-            from labkit.sim.jobs.sweep import download_best_trial
-
             if download_best_trial(self, job, download_path=download_path, output_name=output_name, all=all):
                 return
             output_name, all, artifacts_folder = None, False, "hd-artifacts"
@@ -363,7 +361,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         """A job output's files into ``destination``, laid out as the SDK's blob download does
         (a folder's contents in it, a file by its own name)."""
         try:
-            source = Path(job_state.local_output_path(self._workspace, job, output))
+            source = Path(references.local_output_path(self._workspace, job, output))
         except ResourceNotFoundError:
             return
         if source.is_dir():
@@ -388,3 +386,13 @@ class JobOperations(SimOperations, _SdkJobOperations):
     def restore(self, name: str) -> None:
         self._row(name)
         self._store.set_archived(KIND, name, "", False)
+
+
+# -- jobs.download of a sweep ----------------------------------------------------------------------
+def download_best_trial(job_operations, job, *, download_path, output_name, all) -> bool:  # noqa: A002
+    """``jobs.download`` of a sweep, as the SDK does it: the best trial's outputs first; with
+    ``output_name`` that is all (True), otherwise the caller adds the sweep's own logs."""
+    best = (job.properties or {}).get(SWEEP_JOB_BEST_CHILD_RUN_ID_PROPERTY_NAME)
+    if best:
+        job_operations.download(best, download_path=download_path, output_name=output_name, all=all)
+    return bool(output_name)

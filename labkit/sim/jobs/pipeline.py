@@ -34,15 +34,14 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from azure.ai.ml._utils._arm_id_utils import is_registry_id_for_resource
 from azure.ai.ml.constants._common import SERVERLESS_COMPUTE
 from azure.ai.ml.constants._job.pipeline import PipelineConstants
-from azure.ai.ml.entities import Component, Job
+from azure.ai.ml.entities import Job
 from azure.ai.ml.entities._builders import Command
 from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
-from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationException
 
 from labkit.sim.jobs import job_state
+from labkit.sim.assets.components import ARM_COMPONENT, _component_id
 from labkit.sim.core.base import bad_request
 from labkit.sim.core.storage import DEFAULT_DATASTORE
 from labkit.sim.core.store import utc_now
@@ -53,7 +52,6 @@ BINDING = re.compile(
     r"outputs\.(?P<pipeline_output>\w+))\s*\}\}$")
 # The simulation's own bookkeeping on a child job: what its reuse was decided on.
 REUSE_KEY = "labkit.sim.reusekey"
-ARM_COMPONENT = re.compile(r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 
 
 # -- submitting (notebook process) --------------------------------------------------------------
@@ -117,33 +115,6 @@ def _datastore_name(ops, reference: str) -> str:
         raise bad_request(f"settings.default_datastore: datastore '{name}' was not found in workspace "
                           f"'{ops._workspace.name}'.")
     return name
-
-
-def _component_id(ops, step_name: str, component: Any) -> str:
-    """The ARM id of a step's component, registering an inline one as an anonymous component."""
-    components = ops._group("_components")
-    if isinstance(component, str) and is_registry_id_for_resource(component):
-        raise NotImplementedError(
-            f"Step '{step_name}' uses the registry component {component}. Components from registries are not "
-            "part of the simulated workspace; register the component in the workspace, or define it inline.")
-    if isinstance(component, str):
-        reference = component.removeprefix("azureml:")
-        arm = ARM_COMPONENT.search(reference)
-        if arm:
-            return components.get(arm["name"], version=arm["version"]).id
-        if "@" in reference:
-            name, label = reference.split("@", 1)
-            return components.get(name, label=label).id
-        name, _, version = reference.partition(":")
-        return components.get(name, version=version or None).id
-    if not isinstance(component, Component):
-        raise ValidationException(
-            message=f"Step '{step_name}' has no component.", no_personal_data_message="step without component",
-            target=ErrorTarget.PIPELINE, error_category=ErrorCategory.USER_ERROR)
-    if component.id:  # a registered component (ml_client.components.get): it must still exist
-        arm = ARM_COMPONENT.search(component.id)
-        return components.get(arm["name"], version=arm["version"]).id if arm else component.id
-    return components.create_or_update(component, is_anonymous=True).id
 
 
 # -- running (the pipeline's worker process) ----------------------------------------------------

@@ -422,9 +422,7 @@ def submit(job_operations, sweep_job) -> Job:
     trial = props["trial"]
     _check_references(trial.get("command", ""), props.get("searchSpace") or {}, props.get("inputs") or {},
                       props.get("outputs") or {})
-    from labkit.sim.jobs.operations import DEFAULT_EXPERIMENT
-
-    props["experimentName"] = props.get("experimentName") or DEFAULT_EXPERIMENT
+    props["experimentName"] = props.get("experimentName") or job_state.DEFAULT_EXPERIMENT
     props["computeId"] = job_operations._resolve_compute(props.get("computeId"), sweep_job)
     trial["environmentId"] = job_operations._resolve_environment(sweep_job.trial.environment)
     if trial.get("codeId"):
@@ -446,15 +444,6 @@ def submit(job_operations, sweep_job) -> Job:
                                              "goal": props["objective"]["goal"].lower()}),
     })
     return job_operations._store_and_start(type(rest), payload)
-
-
-def download_best_trial(job_operations, job, *, download_path, output_name, all) -> bool:  # noqa: A002
-    """``jobs.download`` of a sweep, as the SDK does it: the best trial's outputs first; with
-    ``output_name`` that is all (True), otherwise the caller adds the sweep's own logs."""
-    best = (job.properties or {}).get(SWEEP_JOB_BEST_CHILD_RUN_ID_PROPERTY_NAME)
-    if best:
-        job_operations.download(best, download_path=download_path, output_name=output_name, all=all)
-    return bool(output_name)
 
 
 # =============================================================================================

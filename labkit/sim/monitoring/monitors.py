@@ -56,6 +56,7 @@ from typing import Optional
 
 import pandas as pd
 
+from labkit.sim.core import references
 from labkit.sim.monitoring import drift_metrics
 from labkit.sim.jobs import job_state
 
@@ -182,7 +183,7 @@ def _collected_assets(ops, endpoint: str, deployment: str) -> tuple[Optional[str
         if collection is None or str(collection.enabled).lower() != "true" or not collection.data:
             assets.append(None)
             continue
-        match = job_state.ARM_VERSION.search(str(collection.data))
+        match = references.ARM_VERSION.search(str(collection.data))
         assets.append(f"{match['name']}:{match['version']}" if match else str(collection.data))
     return assets[0], assets[1]
 
@@ -213,7 +214,7 @@ def submit(ops, name: str, moment: datetime) -> str:
     from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
 
     from labkit.sim.jobs.job_runner import RUNNER_PROPERTY
-    from labkit.sim.schedules.operations import SCHEDULE_TAG
+    from labkit.sim.jobs.job_state import SCHEDULE_TAG
 
     row = ops._row(name)
     definition = row.payload["properties"]["action"]["monitorDefinition"]
@@ -359,7 +360,7 @@ def _read(workspace, uri: str, what: str) -> pd.DataFrame:
 
     try:
         if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
-            uri = job_state.data_asset_uri(workspace, uri)
+            uri = references.data_asset_uri(workspace, uri)
         path = Path(local_path(uri)) if uri.startswith("azureml://") else Path(uri)
     except Exception as problem:
         raise MonitorInputError(f"The {what} ({uri}) was not found: {problem}") from problem
@@ -564,7 +565,7 @@ def _runs(ml_client, monitor_name: str) -> list[tuple[str, Path]]:
     runs = []
     for firing in fired:
         try:
-            folder = Path(job_state.local_output_path(workspace, firing["job"], "default")) / "outputs"
+            folder = Path(references.local_output_path(workspace, firing["job"], "default")) / "outputs"
         except Exception:
             continue
         if (folder / RESULTS_CSV).is_file():

@@ -36,12 +36,13 @@ from azure.ai.ml.operations import ScheduleOperations as _SdkScheduleOperations
 from azure.core.polling import LROPoller
 
 from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
+from labkit.sim.core import clock
 from labkit.sim.core.store import load_rest_class
+from labkit.sim.jobs.job_state import SCHEDULE_TAG
 from labkit.sim.schedules.triggers import Trigger, TriggerError
 from labkit.sim.core.workspace import SimWorkspace
 
 KIND = "schedule"
-SCHEDULE_TAG = "azureml.scheduleTrigger.scheduleName"
 TRIGGER_TIME = re.compile(r"\$\{\{\s*creation_context\.trigger_time\s*\}\}")
 
 
@@ -230,8 +231,6 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
 
 
 def _now() -> datetime:
-    from labkit.sim.core import clock
-
     return clock.now()
 
 

@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from labkit.sim.core import references
 from labkit.sim.jobs import job_state
 from labkit.sim.core.base import bad_request
 from labkit.sim.jobs.automl.runtime import featurization, outputs
@@ -380,7 +381,7 @@ def _check_mltable(job_operations, key: str, value: dict, base_path: Path) -> No
     if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
         body = uri.removeprefix("azureml:")
         if body.startswith("/subscriptions/"):
-            match = job_state.ARM_VERSION.search(body)
+            match = references.ARM_VERSION.search(body)
             name, version = match["name"], match["version"]
             row = job_operations._store.get("data", name, version)
         elif "@" in body:
@@ -409,7 +410,7 @@ def submit(job_operations, automl_job) -> Any:
 
     from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
 
-    from labkit.sim.jobs.operations import DEFAULT_EXPERIMENT
+    from labkit.sim.jobs.job_state import DEFAULT_EXPERIMENT
 
     base_path = Path(getattr(automl_job, "base_path", None) or os.getcwd())
     rest = to_rest_job_object(automl_job)
@@ -469,7 +470,7 @@ def _load_table(workspace, value: dict):
 
     uri = value["uri"]
     if uri.startswith(("azureml:", "/subscriptions/")) and not uri.startswith("azureml://"):
-        uri = job_state.data_asset_uri(workspace, uri)
+        uri = references.data_asset_uri(workspace, uri)
     folder = Path(local_path(uri) if uri.startswith("azureml://") else uri)
     with tempfile.TemporaryDirectory() as resolved:
         return mltable.load(str(mltable_for_job(folder, Path(resolved) / "table"))).to_pandas_dataframe()
