@@ -105,7 +105,7 @@ def main() -> None:
     from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, ManagedOnlineEndpoint
 
     from labkit import sim
-    from labkit.sim.online_runtime import free_port, stop_process
+    from labkit.sim.endpoints.online_runtime import free_port, stop_process
 
     results = {"requests_per_run": REQUESTS, "rounds": ROUNDS, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:

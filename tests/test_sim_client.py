@@ -13,6 +13,7 @@ from azure.identity import AzureCliCredential, DefaultAzureCredential, Interacti
 
 import labkit
 from labkit import sim
+from labkit.sim.core import credentials
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 OTHER_SUBSCRIPTION = "66666666-7777-8888-9999-000000000000"
@@ -102,7 +103,7 @@ def test_a_registry_client_refuses_naming_the_call_and_the_rai_insights(activate
     DefaultAzureCredential, InteractiveBrowserCredential, AzureCliCredential, ManagedIdentityCredential])
 def test_credentials_give_fake_tokens_without_network(activated, credential_class):
     token = credential_class().get_token("https://management.azure.com/.default")
-    assert token.token == sim.credentials.FAKE_TOKEN
+    assert token.token == credentials.FAKE_TOKEN
     assert token.expires_on > 0
 
 
@@ -113,7 +114,7 @@ def test_deactivate_restores_everything(sim_root):
     assert not sim.is_active()
     client = MLClient(DefaultAzureCredential(), "sub", "rg", "ws-real")
     assert type(client) is MLClient
-    assert "get_token" not in vars(AzureCliCredential) or AzureCliCredential.get_token is not sim.credentials._get_token
+    assert "get_token" not in vars(AzureCliCredential) or AzureCliCredential.get_token is not credentials._get_token
     sim.deactivate()  # and so is deactivating twice
 
 

@@ -82,7 +82,7 @@ def activate(root: str | os.PathLike | None = None) -> _Activation:
     global _saved
     from azure.ai.ml import MLClient
 
-    from labkit.sim import credentials  # the public name: labkit.sim.credentials, as before
+    from labkit.sim.core import credentials
     from labkit.sim.core import fs
 
     if root is not None:
@@ -126,11 +126,11 @@ def deactivate() -> None:
         return
     from azure.ai.ml import MLClient
 
-    from labkit.sim import credentials  # the public name: labkit.sim.credentials, as before
+    from labkit.sim.core import credentials
     from labkit.sim.core import fs
 
     MLClient.from_config = _saved["from_config"]
-    from labkit.sim import online_runtime  # the public name (labkit.sim.endpoints.online_runtime)
+    from labkit.sim.endpoints import online_runtime
 
     online_runtime.stop_all()  # online endpoints' servers this process started or found
     credentials.restore(_saved["credentials"])

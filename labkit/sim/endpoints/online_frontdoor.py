@@ -1,4 +1,4 @@
-"""An online endpoint's front door: ``python -m labkit.sim.online_frontdoor <endpoint folder> <port>``.
+"""An online endpoint's front door: ``python -m labkit.sim.endpoints.online_frontdoor <endpoint folder> <port>``.
 
 What the service's endpoint does before and after a deployment's container scores a request:
 
@@ -278,7 +278,7 @@ async def _quietly(copy) -> None:
 
 
 def _collect(spec: dict, body: bytes, status: int, payload: bytes, request_id: str | None) -> None:
-    """The deployment's data collector logs the request (``labkit.sim.data_collection``); a failure
+    """The deployment's data collector logs the request (``labkit.sim.endpoints.data_collection``); a failure
     to log never changes the caller's answer."""
     try:
         from labkit.sim.endpoints import data_collection
