@@ -1,6 +1,6 @@
 """``ml_client.environments``: Docker image + conda file, or Docker build context.
 
-Workspace environments follow the versioned-asset rules of ``_assets.py``, with the two
+Workspace environments follow the versioned-asset rules of ``assets/shared.py``, with the two
 twists the service and SDK give environments:
 
 - registering without a version first tries to update the latest version: the same

@@ -1,4 +1,4 @@
-"""A job's state, shared by the front end (``jobs.py``) and the worker (``job_runner.py``).
+"""A job's state, shared by the front end (``jobs/operations.py``) and the worker (``job_runner.py``).
 
 The job's row in the store holds its REST payload, whose ``properties.status`` is the
 status the SDK reads. Beside it, the job folder ``<workspace>/jobs/<name>/`` holds what a
