@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from labkit.sim.jobs.automl import search as sim_automl  # noqa: E402
+from labkit.sim.jobs.automl import best_model as automl_best_model, metrics as automl_metrics  # noqa: E402
 
 MLTABLE = "paths:\n  - file: ./data.csv\ntransformations:\n  - read_delimited:\n      delimiter: ','\n" \
           "      header: all_files_same_headers\n"
@@ -50,7 +50,7 @@ def _wait(ml_client, name: str) -> float:
 def _best_model(ml_client, job_name: str):
     import mlflow
 
-    best = ml_client.jobs.get(job_name).tags[sim_automl.BEST_CHILD_TAG]
+    best = ml_client.jobs.get(job_name).tags[automl_best_model.BEST_CHILD_TAG]
     mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
     try:
         score = mlflow.get_run(best).data.metrics
@@ -76,7 +76,7 @@ def classification(ml_client, work: Path, budget_min: float) -> list[dict]:
     rows = []
 
     def auc(proba) -> float:
-        return sim_automl.classification_metrics(y_test, proba, np.array([0, 1]))["AUC_weighted"]
+        return automl_metrics.classification_metrics(y_test, proba, np.array([0, 1]))["AUC_weighted"]
 
     start = time.time()
     baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -124,7 +124,7 @@ def forecasting(ml_client, work: Path, budget_min: float) -> list[dict]:
               for key, g in train.groupby(train["store_id"] + "|" + train["product"])["units_sold"]}
 
     def nrmse(predictions) -> float:
-        return sim_automl.forecasting_metrics(test["units_sold"], predictions, keys_test, ranges)[
+        return automl_metrics.forecasting_metrics(test["units_sold"], predictions, keys_test, ranges)[
             "normalized_root_mean_squared_error"]
 
     rows = []

@@ -20,11 +20,9 @@ from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
 from labkit.sim.jobs import job_state
-from labkit.sim.jobs.automl.search import (
-    AUTOML_ENVIRONMENT,
-    BEST_CHILD_TAG,
-    Plan,
-    _featurizer,
+from labkit.sim.jobs.automl.best_model import AUTOML_ENVIRONMENT, BEST_CHILD_TAG
+from labkit.sim.jobs.automl.data import Plan, _featurizer
+from labkit.sim.jobs.automl.metrics import (
     classification_metrics,
     forecasting_metrics,
     norm_macro_recall,

@@ -55,9 +55,9 @@ STREAM_POLL_S = 0.3
 OTHER_JOB_TYPES: dict[str, str] = {
     "SweepJob": "labkit.sim.jobs.sweep:submit",
     "PipelineJob": "labkit.sim.jobs.pipeline:submit",
-    "ClassificationJob": "labkit.sim.jobs.automl.search:submit",
-    "RegressionJob": "labkit.sim.jobs.automl.search:submit",
-    "ForecastingJob": "labkit.sim.jobs.automl.search:submit",
+    "ClassificationJob": "labkit.sim.jobs.automl.submission:submit",
+    "RegressionJob": "labkit.sim.jobs.automl.submission:submit",
+    "ForecastingJob": "labkit.sim.jobs.automl.submission:submit",
 }
 
 
