@@ -41,7 +41,7 @@ OPTIONAL_BLOCK = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 ERROR_TAIL_LINES = 25
 # Parent jobs other modules run: jobType -> "module:function(workspace, name)".
 JOB_TYPE_RUNNERS: dict[str, str] = {
-    "Sweep": "labkit.sim.jobs.sweep:run",
+    "Sweep": "labkit.sim.jobs.sweep.running:run",
     "Pipeline": "labkit.sim.jobs.pipeline:run",
     "AutoML": "labkit.sim.jobs.automl.search:run",
     "BatchScoring": "labkit.sim.endpoints.batch_scoring:run",

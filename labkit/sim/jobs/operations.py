@@ -53,7 +53,7 @@ KIND = job_state.KIND
 STREAM_POLL_S = 0.3
 # Job types other modules submit: "module:function(job_operations, job) -> Job".
 OTHER_JOB_TYPES: dict[str, str] = {
-    "SweepJob": "labkit.sim.jobs.sweep:submit",
+    "SweepJob": "labkit.sim.jobs.sweep.submission:submit",
     "PipelineJob": "labkit.sim.jobs.pipeline:submit",
     "ClassificationJob": "labkit.sim.jobs.automl.submission:submit",
     "RegressionJob": "labkit.sim.jobs.automl.submission:submit",
