@@ -45,7 +45,7 @@ JOB_TYPE_RUNNERS: dict[str, str] = {
     "Pipeline": "labkit.sim.jobs.pipeline:run",
     "AutoML": "labkit.sim.jobs.automl.search:run",
     "BatchScoring": "labkit.sim.endpoints.batch_scoring:run",
-    "Monitor": "labkit.sim.monitoring.monitors:run",
+    "Monitor": "labkit.sim.monitoring.monitor_job:run",
 }
 PARENTS_WITHOUT_A_NODE = ("Sweep", "Pipeline")
 # A job whose ``properties`` name its runner here is run by that runner, whatever its jobType

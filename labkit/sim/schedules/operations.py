@@ -100,7 +100,7 @@ class ScheduleOperations(SimOperations, _SdkScheduleOperations):
     # -- writing ------------------------------------------------------------------------------
     def begin_create_or_update(self, schedule: Schedule, **kwargs: Any) -> LROPoller[Schedule]:
         if isinstance(schedule, MonitorSchedule):
-            from labkit.sim.monitoring.monitors import monitor_payload  # model monitoring (labkit/sim/monitoring.py)
+            from labkit.sim.monitoring.monitors import monitor_payload  # model monitoring (labkit/sim/monitoring/)
 
             return self._save(schedule.name, monitor_payload(self, schedule))
         if not isinstance(schedule, JobSchedule):
