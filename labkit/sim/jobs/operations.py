@@ -159,13 +159,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         props["environmentId"] = self._resolve_environment(job.environment)
         if props.get("codeId"):
             props["codeId"] = self._resolve_code(props["codeId"], base_path)
-        for input_name, value in (props.get("inputs") or {}).items():
-            self._resolve_input(input_name, value, base_path)
-        outputs = props.setdefault("outputs", {}) or {}
-        for output_name, value in outputs.items():
-            if not value.get("uri"):
-                value["uri"] = self._workspace.long_uri(DEFAULT_DATASTORE, f"azureml/{name}/{output_name}/")
-        props["outputs"] = outputs
+        self._resolve_inputs_and_outputs(props, name, base_path)
         props["services"] = self._services(name)
         props.setdefault("properties", {})
         if parent:
@@ -253,6 +247,17 @@ class JobOperations(SimOperations, _SdkJobOperations):
 
         local = Path(code) if Path(code).is_absolute() else (base_path / code).resolve()
         return self._group("_components")._register_code(Code(path=str(local)))
+
+    def _resolve_inputs_and_outputs(self, props: dict, name: str, base_path: Path) -> None:
+        """A job's inputs resolved (``_resolve_input``), and each output that names no path given
+        the default datastore's ``azureml/<job>/<output>/``, as the service does (command and sweep jobs)."""
+        for input_name, value in (props.get("inputs") or {}).items():
+            self._resolve_input(input_name, value, base_path)
+        outputs = props.get("outputs") or {}
+        for output_name, value in outputs.items():
+            if not value.get("uri"):
+                value["uri"] = self._workspace.long_uri(DEFAULT_DATASTORE, f"azureml/{name}/{output_name}/")
+        props["outputs"] = outputs
 
     def _resolve_input(self, input_name: str, value: dict, base_path: Path) -> None:
         """What the SDK and the service do to an input: a local path is uploaded, an asset

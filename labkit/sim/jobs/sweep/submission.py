@@ -21,7 +21,6 @@ from azure.ai.ml.entities import Job
 from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
 
 from labkit.sim.core.base import bad_request
-from labkit.sim.core.storage import DEFAULT_DATASTORE
 from labkit.sim.jobs import job_state
 from labkit.sim.jobs.sweep.sampling import ALL_KINDS, SEARCH_SPACE_REFERENCE, _kind, rest_search_space
 
@@ -117,13 +116,7 @@ def submit(job_operations, sweep_job) -> Job:
     trial["environmentId"] = job_operations._resolve_environment(sweep_job.trial.environment)
     if trial.get("codeId"):
         trial["codeId"] = job_operations._resolve_code(trial["codeId"], base_path)
-    for input_name, value in (props.get("inputs") or {}).items():
-        job_operations._resolve_input(input_name, value, base_path)
-    outputs = props.get("outputs") or {}
-    for output_name, value in outputs.items():
-        if not value.get("uri"):
-            value["uri"] = job_operations._workspace.long_uri(DEFAULT_DATASTORE, f"azureml/{name}/{output_name}/")
-    props["outputs"] = outputs
+    job_operations._resolve_inputs_and_outputs(props, name, base_path)
     props["services"] = job_operations._services(name)
     props.setdefault("properties", {})
     props["properties"].update({
