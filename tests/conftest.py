@@ -144,41 +144,8 @@ def lab_executions(request, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_job():
-    """``finished_job(ml_client, name)``: the job once it has ended (polls as a learner's wait does).
-    Session-scoped, so module-scoped fixtures that run a job can use it too."""
-    import time
+    """``finished_job(ml_client, name, timeout=180)``: the job once it has ended (polls as a
+    learner's wait does). Session-scoped, so module-scoped fixtures that run a job can use it too."""
+    from helpers import wait_for_job
 
-    from labkit.sim.jobs import job_state
-
-    def wait(ml_client, name: str, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = ml_client.jobs.get(name)
-            if job.status in job_state.TERMINAL_STATUSES:
-                return job
-            time.sleep(0.1)
-        raise AssertionError(f"job {name} did not finish in {timeout}s (status {job.status})")
-
-    return wait
-
-
-def processes_under(root) -> list[int]:
-    """Live processes whose command line or working folder names a path under ``root``: the
-    simulation's servers, front doors and deployment instances (an instance forked from the
-    warm server has that server's command line, but runs in its deployment's folder)."""
-    import os
-    from pathlib import Path
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if (str(root) in cmdline or str(root) in cwd) and state != "Z":
-            found.append(int(entry.name))
-    return found
+    return wait_for_job

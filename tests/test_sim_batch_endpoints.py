@@ -5,7 +5,6 @@ waits for all of them; no test depends on how long anything takes.
 """
 
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +27,8 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-TERMINAL = ("Completed", "Failed", "Canceled")
+from helpers import wait_for_jobs
+
 ENVIRONMENT = Environment(name="batch-env", image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest")
 
 SCORE_PY = textwrap.dedent("""
@@ -65,14 +65,9 @@ SCORE_PY = textwrap.dedent("""
 """)
 
 
-def wait(ml_client, names, timeout=600):
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        pending = {n for n in pending if ml_client.jobs.get(n).status not in TERMINAL}
-        time.sleep(0.5)
-    assert not pending, f"jobs still running: {pending}"
-    return {n: ml_client.jobs.get(n).status for n in names}
+def wait(ml_client, names):
+    """``{name: status}`` once the jobs named have ended."""
+    return {name: job.status for name, job in wait_for_jobs(ml_client, names, timeout=600, interval=0.5).items()}
 
 
 def scoring_child(ml_client, name):

@@ -365,12 +365,9 @@ def test_a_kernel_killed_while_it_deploys_leaves_a_failed_deployment_and_no_serv
     stopped, and deploying it again works."""
     from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, Model
 
-    from conftest import processes_under
+    from helpers import processes_under, write_files
 
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "score.py").write_text(SCORE)
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "weights.txt").write_text("1\n")
+    write_files(tmp_path, {"src/score.py": SCORE, "model/weights.txt": "1\n"})
     [worker] = start_workers(KILLED_WHILE_DEPLOYING, 1, sim_root, ml_client.workspace_name, tmp_path / "signals",
                              str(tmp_path))
     go(tmp_path / "signals")

@@ -18,6 +18,8 @@ from azure.ai.ml.entities import (
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.ai.ml.exceptions import MlException
 
+from helpers import write_files
+
 DEFAULT_STORES = {"workspaceblobstore", "workspaceartifactstore", "workspaceworkingdirectory", "workspacefilestore"}
 
 
@@ -159,9 +161,7 @@ def test_a_job_reads_an_mltable_input_whose_file_lists_azureml_paths(ml_client, 
     from azure.ai.ml import Input, command
 
     table = _table_with_azureml_paths(ml_client, csv_file, tmp_path)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "read_table.py").write_text(READ_TABLE.replace("; ", "\n") + "\n")
+    src = write_files(tmp_path / "src", {"read_table.py": READ_TABLE.replace("; ", "\n") + "\n"})
     job = ml_client.jobs.create_or_update(command(
         code=str(src), command="python read_table.py ${{inputs.data}}",
         inputs={"data": Input(type=AssetTypes.MLTABLE, path=f"azureml:{table.name}:{table.version}")},

@@ -12,6 +12,7 @@ from azure.ai.ml.entities import AmlCompute, ComputeInstance, Data
 from azure.ai.ml.exceptions import JobException, ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from helpers import wait_until, write_files
 from labkit.sim.jobs import job_state
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -19,33 +20,32 @@ ENV = "AzureML-sklearn-1.5@latest"
 
 @pytest.fixture
 def src(tmp_path):
-    folder = tmp_path / "src"
-    folder.mkdir()
-    (folder / "train.py").write_text(textwrap.dedent("""
-        import argparse, os
-        import mlflow
-        import pandas as pd
+    return write_files(tmp_path / "src", {
+        "train.py": """
+            import argparse, os
+            import mlflow
+            import pandas as pd
 
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--data")
-        parser.add_argument("--rate", type=float)
-        parser.add_argument("--out")
-        args = parser.parse_args()
-        frame = pd.read_csv(args.data)
-        with mlflow.start_run():
-            mlflow.log_param("rate", args.rate)
-            mlflow.log_metric("rows", len(frame))
-        os.makedirs("outputs", exist_ok=True)
-        with open("outputs/summary.txt", "w") as handle:
-            handle.write(f"{len(frame)} rows")
-        with open(os.path.join(args.out, "result.csv"), "w") as handle:
-            handle.write("rows\\n%d\\n" % len(frame))
-        print("input env", os.environ["AZURE_ML_INPUT_data"] == args.data)
-        print("done training")
-    """))
-    (folder / "fail.py").write_text("raise RuntimeError('the model exploded')\n")
-    (folder / "sleep.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n")
-    return folder
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--data")
+            parser.add_argument("--rate", type=float)
+            parser.add_argument("--out")
+            args = parser.parse_args()
+            frame = pd.read_csv(args.data)
+            with mlflow.start_run():
+                mlflow.log_param("rate", args.rate)
+                mlflow.log_metric("rows", len(frame))
+            os.makedirs("outputs", exist_ok=True)
+            with open("outputs/summary.txt", "w") as handle:
+                handle.write(f"{len(frame)} rows")
+            with open(os.path.join(args.out, "result.csv"), "w") as handle:
+                handle.write("rows\\n%d\\n" % len(frame))
+            print("input env", os.environ["AZURE_ML_INPUT_data"] == args.data)
+            print("done training")
+        """,
+        "fail.py": "raise RuntimeError('the model exploded')\n",
+        "sleep.py": "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n",
+    })
 
 
 @pytest.fixture
@@ -145,14 +145,10 @@ def test_cluster_max_instances_bounds_concurrency(ml_client, src, finished_job):
                                                     compute="one-node"))
     second = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV,
                                                      compute="one-node"))
-    deadline = time.time() + 120
-    while ml_client.jobs.get(first.name).status != "Running" and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: ml_client.jobs.get(first.name).status == "Running", timeout=120, interval=0.2)
     assert ml_client.jobs.get(first.name).status == "Running"
     # While the first holds the only node, the second waits (its worker may still be starting).
-    deadline = time.time() + 120
-    while ml_client.jobs.get(second.name).status == "NotStarted" and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: ml_client.jobs.get(second.name).status != "NotStarted", timeout=120, interval=0.2)
     for _ in range(10):
         assert ml_client.jobs.get(second.name).status == "Queued"
         assert ml_client.jobs.get(first.name).status == "Running"
@@ -165,9 +161,7 @@ def test_cluster_max_instances_bounds_concurrency(ml_client, src, finished_job):
 
 def test_a_job_whose_process_dies_is_reported_failed(ml_client, src, finished_job):
     job = ml_client.jobs.create_or_update(command(code=str(src), command="python sleep.py", environment=ENV))
-    deadline = time.time() + 60
-    while ml_client.jobs.get(job.name).status != "Running" and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: ml_client.jobs.get(job.name).status == "Running", timeout=60, interval=0.2)
     pid = job_state.worker_pid(ml_client._sim_workspace, job.name)
     os.killpg(pid, signal.SIGKILL)
     finished = finished_job(ml_client, job.name)
@@ -352,9 +346,8 @@ def test_a_registered_model_is_a_job_input(ml_client, tmp_path, finished_job, re
     # JobInputType); the job reads the version's files, as a scoring or evaluation step does.
     from azure.ai.ml.entities import Model
 
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n")
+    folder = write_files(tmp_path / "model",
+                         {"MLmodel": "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"})
     model = ml_client.models.create_or_update(Model(name="input-model", path=str(folder), type="mlflow_model"))
     path = reference.format(name=model.name, id=model.id)
     job = ml_client.jobs.create_or_update(command(

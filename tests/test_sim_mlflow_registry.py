@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 
 import pytest
 from azure.ai.ml import command
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Model
+
+from helpers import write_files
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"  # a subscription id as config.json holds one
 
@@ -245,15 +246,13 @@ def test_renaming_an_experiment_is_refused(ml_client, run_with_model):
 def test_a_model_logged_in_a_job_registers_from_the_jobs_artifacts(ml_client, tmp_path, finished_job):
     import mlflow
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "train.py").write_text(textwrap.dedent("""
+    src = write_files(tmp_path / "src", {"train.py": """
         import mlflow
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
         mlflow.sklearn.log_model(model, "model")
-    """))
+    """})
     job = ml_client.create_or_update(command(code=str(src), command="python train.py",
                                              environment="AzureML-sklearn-1.5@latest", experiment_name="log-models"))
     assert finished_job(ml_client, job.name).status == "Completed"

@@ -10,13 +10,12 @@ import json
 import math
 import os
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import processes_under
+from helpers import assert_no_processes_under, wait_for_job, write_files
 import requests
 from azure.ai.ml import Input
 from azure.ai.ml.entities import (
@@ -191,13 +190,8 @@ def _monitor(ml_client, name: str, signals: dict, emails=EMAILS, **definition) -
     return ml_client.schedules.begin_create_or_update(schedule).result()
 
 
-def _wait(ml_client, job_name: str, timeout_s: float = 90):
-    deadline = time.time() + timeout_s
-    while True:
-        job = ml_client.jobs.get(job_name)
-        if job.status in ("Completed", "Failed", "Canceled") or time.time() > deadline:
-            return job
-        time.sleep(0.3)
+def _wait(ml_client, job_name: str):
+    return wait_for_job(ml_client, job_name, timeout=90, interval=0.3)
 
 
 def _runs(ml_client, monitor: str) -> list[str]:
@@ -345,16 +339,11 @@ SCORE = textwrap.dedent("""
 @pytest.fixture
 def no_orphans(sim_root):
     yield
-    deadline = time.time() + 15
-    while processes_under(sim_root) and time.time() < deadline:
-        time.sleep(0.2)
-    assert processes_under(sim_root) == [], "processes were left running"
+    assert_no_processes_under(sim_root, timeout=15, interval=0.2, message="processes were left running")
 
 
 def test_monitor_over_a_deployments_collected_data(no_orphans, ml_client, tmp_path):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "score.py").write_text(SCORE)
+    code = write_files(tmp_path / "code", {"score.py": SCORE})
     (tmp_path / "model.txt").write_text("a threshold model\n")
     ml_client.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="screening", auth_mode="key")).result()
     ml_client.online_deployments.begin_create_or_update(ManagedOnlineDeployment(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes_under
+from helpers import assert_no_processes_under, processes_under, write_files
 import requests
 from azure.ai.ml.entities import (
     CodeConfiguration,
@@ -57,20 +57,13 @@ SCORE = textwrap.dedent("""
 def no_orphans(sim_root):
     """Set up before ``ml_client``, so it checks after the client's teardown (deactivate) ran."""
     yield
-    deadline = time.time() + 10
-    while processes_under(sim_root) and time.time() < deadline:
-        time.sleep(0.1)
-    assert processes_under(sim_root) == [], "endpoint processes were left running"
+    assert_no_processes_under(sim_root, timeout=10, interval=0.1, message="endpoint processes were left running")
 
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "score.py").write_text(SCORE)
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "weights.txt").write_text("0.5\n")
-    (tmp_path / "single.pkl").write_bytes(b"not really a pickle")
-    return tmp_path
+    return write_files(tmp_path, {"src/score.py": SCORE, "model/weights.txt": "0.5\n",
+                                  "single.pkl": b"not really a pickle"})
 
 
 def custom(name, endpoint, project, color=None, model="model", **settings):

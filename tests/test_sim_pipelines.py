@@ -8,6 +8,7 @@ import time
 import pytest
 from azure.ai.ml import Input, Output, command, dsl, load_component, load_job
 
+from helpers import write_files
 from labkit.sim.jobs import job_state
 
 ENV = "azureml:AzureML-sklearn-1.5@latest"
@@ -20,69 +21,68 @@ def children(ml_client, name) -> dict:
 
 @pytest.fixture
 def src(tmp_path):
-    folder = tmp_path / "src"
-    folder.mkdir()
-    (folder / "prep.py").write_text(textwrap.dedent("""
-        import argparse, os
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--raw")
-        parser.add_argument("--clean")
-        args = parser.parse_args()
-        rows = [line for line in open(args.raw).read().splitlines()[1:] if line and ",," not in line + ","]
-        with open(os.path.join(args.clean, "rows.csv"), "w") as handle:
-            handle.write("\\n".join(rows))
-        print("kept", len(rows), "rows")
-    """))
-    (folder / "train.py").write_text(textwrap.dedent("""
-        import argparse, json, os
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--data")
-        parser.add_argument("--rate", type=float)
-        parser.add_argument("--model")
-        args = parser.parse_args()
-        values = [float(line.split(",")[1]) for line in open(os.path.join(args.data, "rows.csv"))]
-        with open(os.path.join(args.model, "model.json"), "w") as handle:
-            json.dump({"weight": args.rate * sum(values), "rows": len(values)}, handle)
-    """))
-    (folder / "evaluate.py").write_text(textwrap.dedent("""
-        import argparse, json, os
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--model")
-        parser.add_argument("--report")
-        args = parser.parse_args()
-        model = json.load(open(os.path.join(args.model, "model.json")))
-        with open(os.path.join(args.report, "report.json"), "w") as handle:
-            json.dump({"score": model["weight"] / model["rows"]}, handle)
-    """))
-    # slow.py SECONDS [MEETING]: with a meeting folder, it first waits there for fail.py (and
-    # fail.py for it): both can only get past that point if the pipeline runs them at once.
-    (folder / "meet.py").write_text(textwrap.dedent("""
-        import pathlib, sys, time
+    return write_files(tmp_path / "src", {
+        "prep.py": """
+            import argparse, os
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--raw")
+            parser.add_argument("--clean")
+            args = parser.parse_args()
+            rows = [line for line in open(args.raw).read().splitlines()[1:] if line and ",," not in line + ","]
+            with open(os.path.join(args.clean, "rows.csv"), "w") as handle:
+                handle.write("\\n".join(rows))
+            print("kept", len(rows), "rows")
+        """,
+        "train.py": """
+            import argparse, json, os
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--data")
+            parser.add_argument("--rate", type=float)
+            parser.add_argument("--model")
+            args = parser.parse_args()
+            values = [float(line.split(",")[1]) for line in open(os.path.join(args.data, "rows.csv"))]
+            with open(os.path.join(args.model, "model.json"), "w") as handle:
+                json.dump({"weight": args.rate * sum(values), "rows": len(values)}, handle)
+        """,
+        "evaluate.py": """
+            import argparse, json, os
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--model")
+            parser.add_argument("--report")
+            args = parser.parse_args()
+            model = json.load(open(os.path.join(args.model, "model.json")))
+            with open(os.path.join(args.report, "report.json"), "w") as handle:
+                json.dump({"score": model["weight"] / model["rows"]}, handle)
+        """,
+        # slow.py SECONDS [MEETING]: with a meeting folder, it first waits there for fail.py (and
+        # fail.py for it): both can only get past that point if the pipeline runs them at once.
+        "meet.py": """
+            import pathlib, sys, time
 
-        def meet(folder, me, other):
-            folder = pathlib.Path(folder)
-            (folder / me).touch()
-            deadline = time.time() + 120
-            while not (folder / other).exists():
-                if time.time() > deadline:
-                    sys.exit(f"{other} never ran at the same time as {me}")
-                time.sleep(0.1)
-    """))
-    (folder / "slow.py").write_text(textwrap.dedent("""
-        import sys, time
-        from meet import meet
-        if len(sys.argv) > 2:
-            meet(sys.argv[2], "slow", "failing")
-        time.sleep(float(sys.argv[1]))
-        print("slept")
-    """))
-    (folder / "fail.py").write_text(textwrap.dedent("""
-        import sys
-        from meet import meet
-        meet(sys.argv[1], "failing", "slow")
-        raise SystemExit("this step fails")
-    """))
-    return folder
+            def meet(folder, me, other):
+                folder = pathlib.Path(folder)
+                (folder / me).touch()
+                deadline = time.time() + 120
+                while not (folder / other).exists():
+                    if time.time() > deadline:
+                        sys.exit(f"{other} never ran at the same time as {me}")
+                    time.sleep(0.1)
+        """,
+        "slow.py": """
+            import sys, time
+            from meet import meet
+            if len(sys.argv) > 2:
+                meet(sys.argv[2], "slow", "failing")
+            time.sleep(float(sys.argv[1]))
+            print("slept")
+        """,
+        "fail.py": """
+            import sys
+            from meet import meet
+            meet(sys.argv[1], "failing", "slow")
+            raise SystemExit("this step fails")
+        """,
+    })
 
 
 @pytest.fixture

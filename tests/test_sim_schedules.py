@@ -10,6 +10,7 @@ from azure.ai.ml.entities import CronTrigger, JobSchedule, RecurrencePattern, Re
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from helpers import write_files
 from labkit.sim import clock
 from labkit.sim.schedules.triggers import Trigger, TriggerError, zone
 
@@ -142,9 +143,7 @@ def test_every_sdk_time_zone_is_known():
 # -- schedules of a workspace -------------------------------------------------------------------
 @pytest.fixture
 def pipeline_job(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "hello.py").write_text("print('hello from a scheduled pipeline')\n")
+    src = write_files(tmp_path / "src", {"hello.py": "print('hello from a scheduled pipeline')\n"})
     hello = command(name="hello", code=str(src), command="python hello.py", environment=ENV)
 
     @dsl.pipeline(default_compute="serverless", experiment_name="nightly")

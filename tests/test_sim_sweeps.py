@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import textwrap
 import time
 
 import pytest
@@ -34,6 +33,7 @@ from azure.ai.ml.sweep import (
 )
 from azure.core.exceptions import HttpResponseError
 
+from helpers import write_files
 from labkit.sim.jobs import job_state, sweep
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -208,36 +208,35 @@ def test_best_trial_follows_the_goal_and_final_values():
 # -- refusals ------------------------------------------------------------------------------------
 @pytest.fixture
 def src(tmp_path):
-    folder = tmp_path / "src"
-    folder.mkdir()
-    (folder / "train.py").write_text(textwrap.dedent("""
-        import argparse, os, time
-        import mlflow
+    return write_files(tmp_path / "src", {
+        "train.py": """
+            import argparse, os, time
+            import mlflow
 
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--lr", type=float)
-        parser.add_argument("--out")
-        args = parser.parse_args()
-        with mlflow.start_run():
-            for step in range(1, 4):
-                mlflow.log_metric("accuracy", args.lr * step / 3)
-                # A weak trial is slow, so the policy has it running when it judges it.
-                time.sleep(0.2 if args.lr > 0.5 else 4)
-        os.makedirs("outputs", exist_ok=True)
-        with open("outputs/trained.txt", "w") as handle:
-            handle.write(os.environ["AZUREML_SWEEP_lr"])
-        with open(os.path.join(args.out, "model.txt"), "w") as handle:
-            handle.write(f"lr={args.lr}")
-    """))
-    (folder / "grid.py").write_text(textwrap.dedent("""
-        import sys
-        import mlflow
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--lr", type=float)
+            parser.add_argument("--out")
+            args = parser.parse_args()
+            with mlflow.start_run():
+                for step in range(1, 4):
+                    mlflow.log_metric("accuracy", args.lr * step / 3)
+                    # A weak trial is slow, so the policy has it running when it judges it.
+                    time.sleep(0.2 if args.lr > 0.5 else 4)
+            os.makedirs("outputs", exist_ok=True)
+            with open("outputs/trained.txt", "w") as handle:
+                handle.write(os.environ["AZUREML_SWEEP_lr"])
+            with open(os.path.join(args.out, "model.txt"), "w") as handle:
+                handle.write(f"lr={args.lr}")
+        """,
+        "grid.py": """
+            import sys
+            import mlflow
 
-        a, b = int(sys.argv[1]), sys.argv[2]
-        with mlflow.start_run():
-            mlflow.log_metric("score", a * 10 + (1 if b == "y" else 0))
-    """))
-    return folder
+            a, b = int(sys.argv[1]), sys.argv[2]
+            with mlflow.start_run():
+                mlflow.log_metric("score", a * 10 + (1 if b == "y" else 0))
+        """,
+    })
 
 
 def trial(src, **inputs):

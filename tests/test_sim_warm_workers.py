@@ -11,6 +11,7 @@ import time
 import pytest
 from azure.ai.ml import command
 
+from helpers import write_files
 from labkit.sim.jobs import job_state, warm_server, warm_worker
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -35,10 +36,7 @@ sys.exit(int(os.environ.get("EXIT_CODE", "0")))
 
 @pytest.fixture
 def src(tmp_path):
-    folder = tmp_path / "src"
-    folder.mkdir()
-    (folder / "report.py").write_text(REPORT)
-    return folder
+    return write_files(tmp_path / "src", {"report.py": REPORT})
 
 
 def run(ml_client, finished_job, src, cmd, **kwargs):
