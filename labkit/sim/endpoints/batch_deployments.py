@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from azure.ai.ml._restclient.arm_ml_service.models import BatchDeployment as RestBatchDeployment
-from azure.ai.ml._utils._endpoint_utils import validate_scoring_script
 from azure.ai.ml.constants._common import ANONYMOUS_COMPONENT_NAME
 from azure.ai.ml.entities import BatchDeployment, Environment, PipelineComponent
 from azure.ai.ml.entities._deployment.pipeline_component_batch_deployment import PipelineComponentBatchDeployment
@@ -44,8 +43,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
-from labkit.sim.endpoints.deployments import ARM_MODEL, DeploymentDependencies
-from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
+from labkit.sim.endpoints.deployments import DeploymentDependencies, EndpointLookup
+from labkit.sim.core.base import SimOperations, bad_request, done, not_found, with_service_fields
 from labkit.sim.assets.curated import find_curated
 from labkit.sim.core.store import load_rest_class
 
@@ -66,23 +65,12 @@ DEFAULT_RETRY = {"maxRetries": 3, "timeout": "PT30S"}
 CLUSTER_TYPES = ("AmlCompute", "Kubernetes")
 
 
-class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatchDeploymentOperations):
+class BatchDeploymentOperations(EndpointLookup, DeploymentDependencies, SimOperations, _SdkBatchDeploymentOperations):
     """Create, read, list and delete the deployments of the simulated batch endpoints."""
 
+    _ENDPOINT_KIND, _DEPLOYMENT_KIND, _ENDPOINT_LABEL = ENDPOINT_KIND, DEPLOYMENT_KIND, "Batch endpoint"
+
     # -- helpers ------------------------------------------------------------------------------------
-    def _endpoint_row(self, endpoint_name: str):
-        row = self._store.get(ENDPOINT_KIND, endpoint_name or "")
-        if row is None:
-            raise not_found(f"Batch endpoint '{endpoint_name}' was not found in workspace '{self._workspace.name}'.")
-        return row
-
-    def _row(self, name: str, endpoint_name: str):
-        self._endpoint_row(endpoint_name)
-        row = self._store.get(DEPLOYMENT_KIND, endpoint_name, name or "")
-        if row is None:
-            raise not_found(f"Deployment '{name}' was not found in batch endpoint '{endpoint_name}'.")
-        return row
-
     def _rest(self, row):
         arm_id = f"{self._workspace.child_id('batchEndpoints', row.name)}/deployments/{row.version}"
         return with_service_fields(row, arm_id, row.version)
@@ -94,15 +82,14 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
 
     # -- reading --------------------------------------------------------------------------------------
     def get(self, name: str, endpoint_name: str) -> BatchDeployment:
-        return self._entity(self._row(name, endpoint_name))
+        return self._entity(self._deployment_row(name, endpoint_name))
 
     def list(self, endpoint_name: str) -> ItemPaged[BatchDeployment]:
-        self._endpoint_row(endpoint_name)
-        return pages(readable(self._store.versions(DEPLOYMENT_KIND, endpoint_name), self._entity))
+        return self._deployments_page(endpoint_name, self._entity)
 
     def list_jobs(self, endpoint_name: str, *, name: Optional[str] = None):
         if name:
-            self._row(name, endpoint_name)
+            self._deployment_row(name, endpoint_name)
         return self._group("_batch_endpoints")._jobs_of(endpoint_name, name)
 
     # -- writing --------------------------------------------------------------------------------------
@@ -112,13 +99,7 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
             raise NotImplementedError("Model packaging (package_model=True) is not part of the simulated workspace.")
         pipeline = isinstance(deployment, PipelineComponentBatchDeployment)
         code_configuration = None if pipeline else deployment.code_configuration
-        code = getattr(code_configuration, "code", None)
-        if (not skip_script_validation and code_configuration and isinstance(code, str)
-                and not code.startswith(("azureml:", "/subscriptions/"))):
-            validate_scoring_script(deployment)
-        if not deployment.endpoint_name:
-            raise bad_request(f"Deployment '{deployment.name}' names no endpoint: set endpoint_name.")
-        endpoint = self._endpoint_row(deployment.endpoint_name)
+        endpoint = self._target_endpoint(deployment, code_configuration, skip_script_validation)
         if pipeline:
             self._resolve_component(deployment)
         else:
@@ -135,7 +116,7 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
         with self._store.transaction() as db:
             self._store.put(db, DEPLOYMENT_KIND, deployment.endpoint_name, deployment.name, RestBatchDeployment(payload))
         self._default_if_first(endpoint.name, deployment.name)
-        row = self._row(deployment.name, deployment.endpoint_name)
+        row = self._deployment_row(deployment.name, deployment.endpoint_name)
         if pipeline:
             created = PipelineComponentBatchDeployment._from_rest_object(self._rest(row))
             created.endpoint_name = row.name
@@ -143,7 +124,7 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
         return done(self._entity(row))
 
     def begin_delete(self, name: str, endpoint_name: str) -> LROPoller[None]:
-        self._row(name, endpoint_name)
+        self._deployment_row(name, endpoint_name)
         self._store.delete(DEPLOYMENT_KIND, endpoint_name, name)
         # Jobs the deployment ran stay (as on Azure); an endpoint whose default it was has none now.
         self._set_default(endpoint_name, name, None)
@@ -224,13 +205,7 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
         model = (props.get("model") or {}).get("assetId")
         if not model:
             raise bad_request(f"Deployment '{name}' has no model: a model deployment needs a registered model.")
-        has_script = bool(props.get("codeConfiguration"))
-        if has_script and not props.get("environmentId"):
-            raise bad_request(f"Deployment '{name}' has a scoring script but no environment: a deployment with "
-                              "code_configuration needs an environment to run it in.")
-        if not has_script and self._model_type(model) != "mlflow_model":
-            raise bad_request(f"Deployment '{name}' has no scoring script: only an MLflow model (type "
-                              "mlflow_model) can be deployed without code_configuration and environment.")
+        self._check_scoring(name, props, model)
 
     def _cluster_id(self, name: str, compute: str) -> str:
         compute_name = compute.rsplit("/", 1)[-1].removeprefix("azureml:")
@@ -243,13 +218,6 @@ class BatchDeploymentOperations(DeploymentDependencies, SimOperations, _SdkBatch
             raise bad_request(f"Deployment '{name}': compute '{compute_name}' is a {kind}; batch deployments run "
                               "on compute clusters (AmlCompute) or attached Kubernetes compute.")
         return self._workspace.child_id("computes", compute_name)
-
-    def _model_type(self, model_id: str) -> str:
-        match = ARM_MODEL.search(model_id)
-        row = self._store.get("model", match["name"], match["version"]) if match else None
-        if row is None:
-            raise not_found(f"Model {model_id} was not found in workspace '{self._workspace.name}'.")
-        return row.payload["properties"].get("modelType", "")
 
     # -- pipeline component deployments -----------------------------------------------------------
     def _resolve_component(self, deployment: PipelineComponentBatchDeployment) -> None:

@@ -42,8 +42,9 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from labkit.sim.jobs import job_state
-from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
+from labkit.sim.core.base import SimOperations, bad_request, done, pages, readable, with_service_fields
 from labkit.sim.endpoints.batch_deployments import DEPLOYMENT_KIND, ENDPOINT_KIND
+from labkit.sim.endpoints.deployments import EndpointLookup
 from labkit.sim.core.fs import LONG_URI, SHORT_URI
 from labkit.sim.core.storage import DEFAULT_DATASTORE
 
@@ -68,15 +69,14 @@ DEPLOYMENT_TAG = "azureml.deploymentname"
 JOB_TYPE_TAG = "azureml.jobtype"
 
 
-class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
+class BatchEndpointOperations(EndpointLookup, SimOperations, _SdkBatchEndpointOperations):
     """Create, read, invoke and delete the simulated workspace's batch endpoints."""
+
+    _ENDPOINT_KIND, _DEPLOYMENT_KIND, _ENDPOINT_LABEL = ENDPOINT_KIND, DEPLOYMENT_KIND, "Batch endpoint"
 
     # -- helpers ------------------------------------------------------------------------------------
     def _row(self, name: str):
-        row = self._store.get(ENDPOINT_KIND, name or "")
-        if row is None:
-            raise not_found(f"Batch endpoint '{name}' was not found in workspace '{self._workspace.name}'.")
-        return row
+        return self._endpoint_row(name)
 
     def _entity(self, row) -> BatchEndpoint:
         return BatchEndpoint._from_rest_object(
@@ -153,13 +153,7 @@ class BatchEndpointOperations(SimOperations, _SdkBatchEndpointOperations):
                inputs: Optional[Dict[str, Input]] = None, **kwargs: Any) -> BatchJob:
         endpoint = self._row(endpoint_name)
         if deployment_name:
-            if self._store.get(DEPLOYMENT_KIND, endpoint_name, deployment_name) is None:
-                names = [r.version for r in self._store.versions(DEPLOYMENT_KIND, endpoint_name)]
-                message = (f"Deployment name {deployment_name} not found for this endpoint" if names
-                           else "No deployment exists for this endpoint")
-                raise ValidationException(message=message, no_personal_data_message=message,
-                                          target=ErrorTarget.DEPLOYMENT, error_category=ErrorCategory.USER_ERROR,
-                                          error_type=ValidationErrorType.RESOURCE_NOT_FOUND)
+            self._check_deployment_named(endpoint_name, deployment_name, ErrorTarget.DEPLOYMENT)
         else:
             deployment_name = (endpoint.payload["properties"].get("defaults") or {}).get("deploymentName")
             if not deployment_name:

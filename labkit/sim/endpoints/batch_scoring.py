@@ -364,7 +364,8 @@ def _input_files(path: Path) -> list[Path]:
 
 
 def _place_model(workspace, model_id: str, destination: Path) -> Path:
-    from labkit.sim.endpoints.batch_deployments import ARM_MODEL, copy_placed
+    from labkit.sim.endpoints.batch_deployments import copy_placed
+    from labkit.sim.endpoints.deployments import ARM_MODEL
 
     match = ARM_MODEL.search(model_id)
     row = workspace.store.get("model", match["name"], match["version"])

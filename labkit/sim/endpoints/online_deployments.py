@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from azure.ai.ml._restclient.arm_ml_service.models import OnlineDeployment as RestOnlineDeployment
-from azure.ai.ml._utils._endpoint_utils import validate_scoring_script
 from azure.ai.ml.entities import OnlineDeployment
 from azure.ai.ml.exceptions import InvalidVSCodeRequestError
 from azure.ai.ml.operations import OnlineDeploymentOperations as _SdkOnlineDeploymentOperations
@@ -45,8 +44,8 @@ from labkit.sim.core import references
 from labkit.sim.assets import conda
 from labkit.sim.jobs import job_state
 from labkit.sim.endpoints import online_runtime as runtime
-from labkit.sim.endpoints.deployments import ARM_MODEL, DeploymentDependencies
-from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, readable, service_error, with_service_fields
+from labkit.sim.endpoints.deployments import DeploymentDependencies, EndpointLookup
+from labkit.sim.core.base import SimOperations, bad_request, done, not_found, service_error, with_service_fields
 from labkit.sim.core.storage import datastore_folder
 from labkit.sim.endpoints.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.compute.vm_sizes import find_size
@@ -79,24 +78,13 @@ class _FailedOperation(NoPolling):
         raise self._error
 
 
-class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnlineDeploymentOperations):
+class OnlineDeploymentOperations(EndpointLookup, DeploymentDependencies, SimOperations,
+                                 _SdkOnlineDeploymentOperations):
     """Create, read, follow and delete the deployments of the simulated online endpoints."""
 
+    _ENDPOINT_KIND, _DEPLOYMENT_KIND, _ENDPOINT_LABEL = ENDPOINT_KIND, DEPLOYMENT_KIND, "Online endpoint"
+
     # -- helpers ------------------------------------------------------------------------------------
-    def _endpoint_row(self, endpoint_name: str):
-        row = self._store.get(ENDPOINT_KIND, endpoint_name or "")
-        if row is None:
-            raise not_found(f"Online endpoint '{endpoint_name}' was not found in workspace "
-                            f"'{self._workspace.name}'.")
-        return row
-
-    def _row(self, name: str, endpoint_name: str):
-        self._endpoint_row(endpoint_name)
-        row = self._store.get(DEPLOYMENT_KIND, endpoint_name, name or "")
-        if row is None:
-            raise not_found(f"Deployment '{name}' was not found in online endpoint '{endpoint_name}'.")
-        return row
-
     def _entity(self, row) -> OnlineDeployment:
         row = self._settled(row)
         arm_id = f"{self._workspace.child_id('onlineEndpoints', row.name)}/deployments/{row.version}"
@@ -128,17 +116,16 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
     # -- reading --------------------------------------------------------------------------------------
     def get(self, name: str, endpoint_name: str, *, local: Optional[bool] = False) -> OnlineDeployment:
         self._refuse_local(bool(local))
-        return self._entity(self._row(name, endpoint_name))
+        return self._entity(self._deployment_row(name, endpoint_name))
 
     def list(self, endpoint_name: str, *, local: bool = False) -> ItemPaged[OnlineDeployment]:
         self._refuse_local(local)
-        self._endpoint_row(endpoint_name)
-        return pages(readable(self._store.versions(DEPLOYMENT_KIND, endpoint_name), self._entity))
+        return self._deployments_page(endpoint_name, self._entity)
 
     def get_logs(self, name: str, endpoint_name: str, lines: int, *, container_type: Optional[str] = None,
                  local: bool = False) -> str:
         self._refuse_local(local)
-        self._row(name, endpoint_name)
+        self._deployment_row(name, endpoint_name)
         folder = runtime.deployment_folder(self._workspace, endpoint_name, name)
         if container_type:
             container_type = self._validate_deployment_log_container_type(container_type)
@@ -153,14 +140,7 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
             raise InvalidVSCodeRequestError(
                 msg="VSCode Debug is only support for local endpoints. Please set local to True.")
         self._refuse_local(local)
-        code_configuration = deployment.code_configuration
-        code = getattr(code_configuration, "code", None)
-        if (not skip_script_validation and code_configuration and isinstance(code, str)
-                and not code.startswith(("azureml:", "/subscriptions/"))):
-            validate_scoring_script(deployment)
-        if not deployment.endpoint_name:
-            raise bad_request(f"Deployment '{deployment.name}' names no endpoint: set endpoint_name.")
-        endpoint = self._endpoint_row(deployment.endpoint_name)
+        endpoint = self._target_endpoint(deployment, deployment.code_configuration, skip_script_validation)
         kubernetes = bool(endpoint.payload["properties"].get("compute"))
         if kubernetes != (type(deployment).__name__ == "KubernetesOnlineDeployment"):
             kind = "Kubernetes" if kubernetes else "managed"
@@ -206,7 +186,7 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
 
     def begin_delete(self, name: str, endpoint_name: str, *, local: Optional[bool] = False) -> LROPoller[None]:
         self._refuse_local(bool(local))
-        self._row(name, endpoint_name)
+        self._deployment_row(name, endpoint_name)
         props = self._endpoint_row(endpoint_name).payload["properties"]
         live = {k.lower(): v for k, v in (props.get("traffic") or {}).items()}
         mirrored = {k.lower(): v for k, v in (props.get("mirrorTraffic") or {}).items()}
@@ -244,25 +224,7 @@ class OnlineDeploymentOperations(DeploymentDependencies, SimOperations, _SdkOnli
             sku["capacity"] = 1
         if int(sku["capacity"]) < 1:
             raise bad_request(f"Deployment '{name}': instance_count must be at least 1; it is {sku['capacity']}.")
-        has_script = bool(props.get("codeConfiguration"))
-        if has_script and not props.get("environmentId"):
-            raise bad_request(f"Deployment '{name}' has a scoring script but no environment: a deployment with "
-                              "code_configuration needs an environment to run it in.")
-        if not has_script:
-            model = props.get("model")
-            if not model or self._model_type(model) != "mlflow_model":
-                raise bad_request(f"Deployment '{name}' has no scoring script: only an MLflow model (type "
-                                  "mlflow_model) can be deployed without code_configuration and environment.")
-
-    def _model_row(self, model_id: str):
-        match = ARM_MODEL.search(model_id)
-        row = self._store.get("model", match["name"], match["version"]) if match else None
-        if row is None:
-            raise not_found(f"Model {model_id} was not found in workspace '{self._workspace.name}'.")
-        return row
-
-    def _model_type(self, model_id: str) -> str:
-        return self._model_row(model_id).payload["properties"].get("modelType", "")
+        self._check_scoring(name, props, props.get("model"))
 
     # -- what the deployment's instances get --------------------------------------------------------
     def _start(self, endpoint: str, name: str, payload: dict) -> None:

@@ -38,7 +38,8 @@ from azure.core.paging import ItemPaged
 from azure.core.polling import LROPoller
 
 from labkit.sim.endpoints import online_runtime as runtime
-from labkit.sim.core.base import SimOperations, bad_request, done, not_found, pages, readable, with_service_fields
+from labkit.sim.core.base import SimOperations, bad_request, done, pages, readable, with_service_fields
+from labkit.sim.endpoints.deployments import EndpointLookup
 from labkit.sim.endpoints.online_runtime import DEPLOYMENT_KIND, ENDPOINT_KIND
 from labkit.sim.core.store import load_rest_class
 
@@ -82,15 +83,14 @@ def check_traffic(endpoint: str, traffic: dict, mirror: dict, deployments: set[s
                           "deployment receives either live traffic or mirrored traffic, not both.")
 
 
-class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
+class OnlineEndpointOperations(EndpointLookup, SimOperations, _SdkOnlineEndpointOperations):
     """Create, read, call and delete the simulated workspace's online endpoints."""
+
+    _ENDPOINT_KIND, _DEPLOYMENT_KIND, _ENDPOINT_LABEL = ENDPOINT_KIND, DEPLOYMENT_KIND, "Online endpoint"
 
     # -- helpers ------------------------------------------------------------------------------------
     def _row(self, name: str):
-        row = self._store.get(ENDPOINT_KIND, name or "")
-        if row is None:
-            raise not_found(f"Online endpoint '{name}' was not found in workspace '{self._workspace.name}'.")
-        return row
+        return self._endpoint_row(name)
 
     def _entity(self, row) -> OnlineEndpoint:
         rest = with_service_fields(row, self._workspace.child_id("onlineEndpoints", row.name), row.name)
@@ -109,7 +109,7 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
         """Bring an endpoint's processes back if they are gone (a new kernel, a restarted machine)."""
         row = self._row(name)
         folder = runtime.endpoint_folder(self._workspace, name)
-        for deployment in self._store.versions(DEPLOYMENT_KIND, name):
+        for deployment in self._deployment_rows(name):
             if deployment.payload["properties"].get("provisioningState") == "Succeeded":
                 try:
                     runtime.restart_if_gone(runtime.deployment_folder(self._workspace, name, deployment.version))
@@ -140,7 +140,7 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
         self._ensure_serving(name)
         endpoint = self._entity(self._row(name))
         # As the SDK does: deployments without live or mirror traffic show with 0.
-        for deployment in self._store.versions(DEPLOYMENT_KIND, name):
+        for deployment in self._deployment_rows(name):
             if not endpoint.traffic.get(deployment.version) and not endpoint.mirror_traffic.get(deployment.version):
                 endpoint.traffic[deployment.version] = 0
         return endpoint
@@ -185,7 +185,7 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
             props["compute"] = self._resolve_kubernetes_compute(endpoint.compute)
         if not props.get("authMode"):
             props["authMode"] = "Key"  # the SDK's default auth mode for a new endpoint is key
-        deployments = {row.version for row in self._store.versions(DEPLOYMENT_KIND, endpoint.name)}
+        deployments = {row.version for row in self._deployment_rows(endpoint.name)}
         check_traffic(endpoint.name, props.get("traffic") or {}, props.get("mirrorTraffic") or {}, deployments,
                       kubernetes)
         props["provisioningState"] = "Succeeded"
@@ -289,14 +289,5 @@ class OnlineEndpointOperations(SimOperations, _SdkOnlineEndpointOperations):
         return self._requests_pipeline
 
     def _validate_deployment_name(self, endpoint_name: str, deployment_name: str) -> None:
-        names = [row.version for row in self._store.versions(DEPLOYMENT_KIND, endpoint_name)]
-        if not names:
-            msg = "No deployment exists for this endpoint"
-            raise ValidationException(message=msg, target=ErrorTarget.ONLINE_ENDPOINT, no_personal_data_message=msg,
-                                      error_category=ErrorCategory.USER_ERROR,
-                                      error_type=ValidationErrorType.RESOURCE_NOT_FOUND)
-        if deployment_name not in names:
-            raise ValidationException(
-                message=f"Deployment name {deployment_name} not found for this endpoint",
-                target=ErrorTarget.ONLINE_ENDPOINT, no_personal_data_message="Deployment name not found for this endpoint",
-                error_category=ErrorCategory.USER_ERROR, error_type=ValidationErrorType.RESOURCE_NOT_FOUND)
+        self._check_deployment_named(endpoint_name, deployment_name, ErrorTarget.ONLINE_ENDPOINT,
+                                     anonymous_message="Deployment name not found for this endpoint")
