@@ -3,10 +3,11 @@
 Waiting: ``wait_until`` polls any condition; ``wait_for_job`` / ``wait_for_jobs`` poll jobs until
 they have ended. Files: ``write_files`` lays out a folder of small scripts for a job or a
 deployment. Processes: ``processes_under`` and ``assert_no_processes_under`` find what the
-simulation left running. Workflows: ``workflow_commands`` splits a workflow's ``run:`` scripts.
+simulation left running. MLflow: ``workspace_tracking`` points MLflow at a workspace for a block.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 import time
@@ -65,6 +66,19 @@ def write_files(folder: Path, files: dict[str, str | bytes]) -> Path:
         else:
             path.write_text(textwrap.dedent(content))
     return folder
+
+
+# -- MLflow -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def workspace_tracking(ml_client):
+    """MLflow's tracking URI is the workspace's inside the block, and MLflow's default after it."""
+    import mlflow
+
+    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 # -- processes ----------------------------------------------------------------------------------

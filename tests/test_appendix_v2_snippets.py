@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import write_files
+
 REPO = Path(__file__).resolve().parent.parent
 SNIPPETS = REPO / "chapters" / "07-appendices" / "snippets"
 PAGE = REPO / "chapters" / "07-appendices" / "sdk-v1-to-v2.md"
@@ -65,24 +67,21 @@ def snippet_names() -> list[str]:
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """The working folder the snippets assume, made current."""
-    folder = tmp_path / "project"
-    (folder / "src").mkdir(parents=True)
-    (folder / "src" / "train.py").write_text(TRAIN_SCRIPT)
-    (folder / "src" / "score.py").write_text("def init():\n    pass\n\ndef run(raw):\n    return []\n")
     sample = "\n".join((REPO / "data" / "diabetes.csv").read_text().splitlines()[:41]) + "\n"
-    for sub in ("raw", "table"):
-        (folder / "data" / sub).mkdir(parents=True)
-        (folder / "data" / sub / "diabetes.csv").write_text(sample)
-    (folder / "data" / "table" / "MLTable").write_text(MLTABLE)
-    (folder / "env").mkdir()
-    (folder / "env" / "conda.yml").write_text(CONDA)
-    (folder / "model").mkdir()
-    (folder / "model" / "model.pkl").write_bytes(b"not a real pickle: a custom model is only files")
-    (folder / "config.json").write_text(json.dumps({
-        "subscription_id": "00000000-0000-0000-0000-000000000000",
-        "resource_group": "rg-dp100-labs",
-        "workspace_name": "ws-appendix",
-    }))
+    folder = write_files(tmp_path / "project", {
+        "src/train.py": TRAIN_SCRIPT,
+        "src/score.py": "def init():\n    pass\n\ndef run(raw):\n    return []\n",
+        "data/raw/diabetes.csv": sample,
+        "data/table/diabetes.csv": sample,
+        "data/table/MLTable": MLTABLE,
+        "env/conda.yml": CONDA,
+        "model/model.pkl": b"not a real pickle: a custom model is only files",
+        "config.json": json.dumps({
+            "subscription_id": "00000000-0000-0000-0000-000000000000",
+            "resource_group": "rg-dp100-labs",
+            "workspace_name": "ws-appendix",
+        }),
+    })
     monkeypatch.chdir(folder)
     return folder
 

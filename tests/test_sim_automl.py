@@ -19,6 +19,7 @@ from azure.core.exceptions import HttpResponseError
 from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
+from helpers import workspace_tracking
 from labkit.sim.jobs import job_state
 from labkit.sim.jobs.automl.best_model import AUTOML_ENVIRONMENT, BEST_CHILD_TAG
 from labkit.sim.jobs.automl.data import Plan, _featurizer
@@ -278,15 +279,12 @@ def test_forecasting_search_on_the_retail_data(ml_client, tmp_path, finished_job
     assert "skipped: Prophet" in log and "rolling-origin" in log
 
     best = finished.tags[BEST_CHILD_TAG]
-    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
-    try:
+    with workspace_tracking(ml_client):
         nrmse = mlflow.get_run(best).data.metrics["normalized_root_mean_squared_error"]
         assert 0 < nrmse < 0.3
         model = mlflow.pyfunc.load_model(f"runs:/{best}/outputs/mlflow-model")
         pickled = Path(mlflow.artifacts.download_artifacts(run_id=best, artifact_path="outputs/model.pkl",
                                                            dst_path=str(tmp_path / "forecast")))
-    finally:
-        mlflow.set_tracking_uri(None)
     # The target history travels as pandas tables in standard steps, not in a class of the simulation's.
     assert not {m for m in pickle_imports(pickled.read_bytes()) if m.split(".")[0] in INTERNALS}
     future = pd.DataFrame({"date": pd.date_range("2024-07-01", periods=14), "store_id": "S1", "product": "bread",

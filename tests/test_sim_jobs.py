@@ -12,7 +12,7 @@ from azure.ai.ml.entities import AmlCompute, ComputeInstance, Data
 from azure.ai.ml.exceptions import JobException, ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from helpers import wait_until, write_files
+from helpers import wait_until, workspace_tracking, write_files
 from labkit.sim.jobs import job_state
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -78,13 +78,10 @@ def test_a_command_job_runs_logs_to_mlflow_and_keeps_its_outputs(ml_client, src,
     assert job.status == "Completed"
     assert job.studio_url.startswith("file://") and job.experiment_name == "jobs-test"
 
-    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
-    try:
+    with workspace_tracking(ml_client):
         run = mlflow.get_run(job.name)  # the job's MLflow run has the job's name as its id
         assert run.data.metrics["rows"] == 3 and run.data.params["rate"] == "0.1"
         assert run.info.status == "FINISHED"
-    finally:
-        mlflow.set_tracking_uri(None)
 
     ml_client.jobs.download(job.name, download_path=tmp_path / "dl", all=True)
     assert (tmp_path / "dl" / "named-outputs" / "result" / "result.csv").read_text() == "rows\n3\n"

@@ -33,7 +33,7 @@ from azure.ai.ml.sweep import (
 )
 from azure.core.exceptions import HttpResponseError
 
-from helpers import write_files
+from helpers import workspace_tracking, write_files
 from labkit.sim.jobs import job_state, sweep
 
 ENV = "AzureML-sklearn-1.5@latest"
@@ -321,11 +321,8 @@ def test_random_sweep_with_a_bandit_policy(ml_client, src, tmp_path, finished_jo
     best = f"{submitted.name}_3"  # lr 1.0: final accuracy 1.0
     assert finished.properties["best_child_run_id"] == best
     assert float(finished.properties["score"]) == pytest.approx(1.0)
-    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
-    try:
+    with workspace_tracking(ml_client):
         assert mlflow.get_run(submitted.name).data.metrics["accuracy"] == pytest.approx(1.0)
-    finally:
-        mlflow.set_tracking_uri(None)
 
     ml_client.jobs.download(submitted.name, download_path=tmp_path / "dl", all=True)
     assert (tmp_path / "dl" / "named-outputs" / "model" / "model.txt").read_text() == "lr=1.0"
