@@ -119,6 +119,11 @@ class Answer:
         return cls(status, json.dumps({"message": message}).encode(), headers)
 
 
+def record_header(headers: dict, name: bytes, value: bytes) -> None:
+    """A header as httptools hands it over, kept under its name in lower case."""
+    headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+
 class Request:
     """One parsed HTTP request (``Connection`` fills it in from httptools' callbacks)."""
 
@@ -128,9 +133,6 @@ class Request:
         self.body = bytearray()
         self.method = ""
         self.keep_alive = True
-
-    def add_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
 
 class UpstreamAnswer(asyncio.Protocol):
@@ -156,7 +158,7 @@ class UpstreamAnswer(asyncio.Protocol):
         self._finish(problem or ConnectionResetError("the deployment closed the connection before answering"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        record_header(self.headers, name, value)
 
     def on_body(self, chunk: bytes) -> None:
         self.body += chunk
@@ -174,9 +176,8 @@ class UpstreamAnswer(asyncio.Protocol):
 
 async def forward(port: int, path: str, method: str, body: bytes, headers: dict, timeout_s: float) -> Answer:
     """Send one request to a deployment's instance and read its answer; ``TimeoutError`` past ``timeout_s``."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {LOOPBACK}:{port}", f"Content-Length: {len(body)}",
-             *(f"{name}: {value}" for name, value in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    request = http_message(f"{method} {path} HTTP/1.1",
+                           {"host": f"{LOOPBACK}:{port}", "content-length": str(len(body)), **headers}, body)
     loop = asyncio.get_running_loop()
     # A timer that cancels this task, rather than asyncio.wait_for's extra task per request.
     task, expired = asyncio.current_task(), []
@@ -299,16 +300,19 @@ def http_date() -> str:
     return _date[1]
 
 
+def http_message(start_line: str, headers: dict, body: bytes) -> bytes:
+    """An HTTP/1.1 request or response: its start line, headers and body, as bytes."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"{start_line}\r\n{head}\r\n".encode("latin-1") + body
+
+
 def encode(answer: Answer, keep_alive: bool) -> bytes:
-    headers = {name.lower(): value for name, value in answer.headers.items()}
+    headers = {"server": SERVER_NAME, "date": http_date(), **answer.headers}  # names in lower case already
     headers.setdefault("content-type", "application/json")
     headers["content-length"] = str(len(answer.body))
-    lines = [f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, '')}", f"Server: {SERVER_NAME}",
-             f"Date: {http_date()}",
-             *(f"{name}: {value}" for name, value in headers.items())]
     if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + answer.body
+        headers["connection"] = "close"
+    return http_message(f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, '')}", headers, answer.body)
 
 
 class Connection(asyncio.Protocol):
@@ -348,7 +352,7 @@ class Connection(asyncio.Protocol):
         self.request.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.request.add_header(name, value)
+        record_header(self.request.headers, name, value)
 
     def on_headers_complete(self) -> None:
         if self.request.headers.get("expect", "").lower() == "100-continue":
