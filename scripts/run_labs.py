@@ -126,14 +126,20 @@ def lab_env(workspace: Path) -> dict:
 #  * getrusage(RUSAGE_CHILDREN).ru_maxrss after the kernel has exited: the exact peak of
 #    the largest single descendant the worker waited for (the kernel), spikes included.
 #    Exact only because the worker has no other children - why a pool of reused workers won't do.
-#  * sampling, every 100 ms, of the proportional set size (PSS) summed over every process of
-#    the lab: the worker's descendants, and the job workers and endpoint servers the
-#    simulation detaches from them (a session of their own, reparented to init), found by
-#    the lab's workspace in the environment they started with, with their descendants.
-#    PSS shares a page among the processes that map it, so warm job workers forked from one
-#    process (labkit/sim/warm_worker.py) are not counted once per fork. Sampling can miss a
+#  * sampling of the proportional set size (PSS) summed over every process of the lab: the
+#    worker's descendants, and the job workers and endpoint servers the simulation detaches
+#    from them (a session of their own, reparented to init), found by the lab's workspace in
+#    the environment they started with, with their descendants. PSS shares a page among the
+#    processes that map it, so warm job workers forked from one process
+#    (labkit/sim/jobs/warm_worker.py) are not counted once per fork. Sampling can miss a
 #    short spike.
 # The worker's own memory (papermill, jupytext) is in neither: it is not the lab's.
+#
+# PSS is dear to read: the kernel walks the page tables of every process (about 50 ms a pass
+# over a lab's processes, py-spy on the worker; at 10 passes a second that was half a core).
+# The resident set size is nearly free (/proc/<pid>/statm) and never below the PSS, so each
+# tick reads the RSS, and the PSS only when the RSS sum is above the peak so far (only then can
+# the PSS sum be a new peak), at most every PSS_INTERVAL_S.
 
 def _maxrss_children_mb() -> float:
     import resource
@@ -154,10 +160,25 @@ def _proportional_bytes(process) -> int:
     return process.memory_info().rss
 
 
+def _summed(processes, size) -> int:
+    import psutil
+
+    total = 0
+    for process in processes:
+        try:
+            total += size(process)
+        except psutil.Error:  # exited between listing and reading
+            pass
+    return total
+
+
 class TreeSampler(threading.Thread):
-    def __init__(self, workspace: str, interval: float = 0.1):
+    TICK_S = 0.25
+    PSS_INTERVAL_S = 1.0
+
+    def __init__(self, workspace: str):
         super().__init__(daemon=True)
-        self.workspace, self.interval, self.peak, self._done = workspace, interval, 0, threading.Event()
+        self.workspace, self.peak, self._done = workspace, 0, threading.Event()
         self._of_this_lab: dict[tuple[int, float], bool] = {}  # (pid, start time) -> started for this lab
 
     def _started_for_this_lab(self, process) -> bool:
@@ -169,32 +190,37 @@ class TreeSampler(threading.Thread):
                 self._of_this_lab[key] = False
         return self._of_this_lab[key]
 
-    def processes(self):
+    def processes(self) -> list:
+        """The lab's processes, from one pass over the process table."""
         import psutil
 
-        me = psutil.Process()
-        found = {p.pid: p for p in me.children(recursive=True)}
-        for process in psutil.process_iter():
+        me = os.getpid()
+        children: dict[int, list] = {}
+        roots = []
+        for process in psutil.process_iter(["ppid"]):
+            children.setdefault(process.info["ppid"], []).append(process)
             try:
-                if process.pid not in found and process.pid != me.pid and self._started_for_this_lab(process):
-                    found[process.pid] = process
-                    found.update((c.pid, c) for c in process.children(recursive=True))
+                if process.pid != me and self._started_for_this_lab(process):
+                    roots.append(process)
             except psutil.Error:
                 pass
-        return found.values()
+        found, stack = {}, [*children.get(me, []), *roots]
+        while stack:  # the roots and all their descendants, each once
+            process = stack.pop()
+            if process.pid not in found:
+                found[process.pid] = process
+                stack.extend(children.get(process.pid, []))
+        return list(found.values())
 
     def run(self):
-        import psutil
-
+        last_pss = -self.PSS_INTERVAL_S
         while not self._done.is_set():
-            total = 0
-            for process in self.processes():
-                try:
-                    total += _proportional_bytes(process)
-                except psutil.Error:  # exited between listing and reading
-                    pass
-            self.peak = max(self.peak, total)
-            self._done.wait(self.interval)
+            processes = self.processes()
+            now = time.monotonic()
+            if now - last_pss >= self.PSS_INTERVAL_S and _summed(processes, lambda p: p.memory_info().rss) > self.peak:
+                self.peak = max(self.peak, _summed(processes, _proportional_bytes))
+                last_pss = now
+            self._done.wait(self.TICK_S)
 
     def stop(self) -> float:
         self._done.set()

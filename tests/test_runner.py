@@ -200,7 +200,7 @@ def test_peak_memory_includes_detached_processes_started_for_the_lab(tmp_path):
     deadline = time.time() + 300
     while not ready.exists() and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(1)  # ten of the sampler's intervals
+    time.sleep(3)  # three of the sampler's PSS intervals (TreeSampler.PSS_INTERVAL_S)
     """
     labs = make_labs(tmp_path / "labs", {"01-mem/detached.md": lab_source("detached", detached)})
     code, report = run(labs, tmp_path / "out")

@@ -24,12 +24,21 @@ def fitted_model():
     return LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
 
 
+def requirements() -> list[str]:
+    """The model's pins, named, so MLflow need not infer them by loading the model in a new
+    Python process (5 s a model). What it infers is not what these tests are about; the job's
+    model below is logged as a learner logs one, inference and all."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.get_default_pip_requirements()
+
+
 @pytest.fixture
 def mlflow_folder(tmp_path):
     import mlflow.sklearn
 
     folder = tmp_path / "diabetes_model"
-    mlflow.sklearn.save_model(fitted_model(), str(folder))
+    mlflow.sklearn.save_model(fitted_model(), str(folder), pip_requirements=requirements())
     return folder
 
 
@@ -41,7 +50,7 @@ def run_with_model(ml_client):
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
         mlflow.log_metric("auc", 0.8)
-        mlflow.sklearn.log_model(fitted_model(), name="model")
+        mlflow.sklearn.log_model(fitted_model(), name="model", pip_requirements=requirements())
     return run
 
 
@@ -108,7 +117,8 @@ def test_log_model_with_a_registered_name_registers_in_the_workspace(ml_client):
 
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
-        mlflow.sklearn.log_model(fitted_model(), name="model", registered_model_name="diabetes-logged")
+        mlflow.sklearn.log_model(fitted_model(), name="model", registered_model_name="diabetes-logged",
+                                 pip_requirements=requirements())
     model = ml_client.models.get("diabetes-logged", version="1")
     assert model.type == AssetTypes.MLFLOW_MODEL and model.job_name == run.info.run_id
 

@@ -31,7 +31,8 @@ def mlflow_folder(tmp_path):
 
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     folder = tmp_path / "diabetes_model"
-    mlflow.sklearn.save_model(model, str(folder))
+    # Pins named, so MLflow need not infer them by loading the model in a new process (5 s).
+    mlflow.sklearn.save_model(model, str(folder), pip_requirements=mlflow.sklearn.get_default_pip_requirements())
     return folder
 
 
