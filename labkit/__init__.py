@@ -87,11 +87,8 @@ def connect(backend: str = "auto", root: str | os.PathLike | None = None):
               f"(resource group {client.resource_group_name!r}).")
         return client
     from labkit import sim
-    from labkit.sim.jobs import warm_worker
 
     client = sim.connect(root=root)
-    # The simulated compute warms up while the learner reads: the first job need not wait.
-    warm_worker.prestart(sim.workspace_folder(client) / warm_worker.SERVER_LOG)
     print(f"Connected to the SIMULATED workspace {client.workspace_name!r} "
           f"(a local stand-in for Azure ML, stored in {sim.workspace_folder(client)}).")
     return client

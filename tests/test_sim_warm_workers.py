@@ -126,20 +126,6 @@ def test_which_commands_are_plain_python(tmp_path, cmd, plain):
     assert (warm_worker.plain_python(cmd, env, tmp_path) is not None) is plain
 
 
-
-def test_prestart_gives_the_first_job_a_server_already_started(ml_client, finished_job, src, monkeypatch):
-    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
-    monkeypatch.setattr(warm_worker, "_server", None)  # not one an earlier test started
-    folder = ml_client._sim_workspace.folder
-    warm_worker.prestart(folder / "warm-server.log")
-    started = warm_worker._server
-    assert started is not None and started.alive() and not started.greeted, "started, not waited for"
-    job, log, _ = run(ml_client, finished_job, src, "python report.py")
-    assert job.status == "Completed", log
-    assert warm_worker._server is started and started.greeted, "the job went to the server prestart began"
-
-
-
 def test_a_forked_process_is_given_by_pid_only_once_it_is_in_its_own_folder(tmp_path, monkeypatch):
     """A deployment's instance forked warm is known by its working folder, so the requester
     must hear its pid only after it has moved there (CI: a slow machine looked first, saw the

@@ -8,11 +8,12 @@ script it runs (``python train.py``) imports MLflow, pandas and scikit-learn all
 again; a sweep pays both per trial, a pipeline per step. Instead:
 
 * the client starts one *warm server* (``python -m labkit.sim.jobs.warm_server``) the first
-  time it submits a job. The server imports all of that once, then forks a worker for each
-  job it is sent (a fork is copy-on-write: milliseconds, and no import). ``labkit.connect()``
-  starts it at once (``prestart``), so it has imported all by the time a lab's first job
-  comes. Each worker is a session of its own whose parent exits at once, so it outlives
-  the client, as a cold one does;
+  time it submits a job or deploys. The server imports all of that once (about 6 s of CPU),
+  then forks a worker for each job it is sent (a fork is copy-on-write: milliseconds, and no
+  import). It starts when first needed, not at ``labkit.connect()``: started there, it cost
+  every lab that runs no job (8 of the 21) those seconds and about 380 MB, and made the labs
+  with jobs no faster that we could measure. Each worker is a session of its own whose parent
+  exits at once, so it outlives the client, as a cold one does;
 * a worker's first act, before it opens the store or MLflow, is to fork a clean *twin*:
   no connection, lock or thread crosses a fork. The twin serves its worker: it forks the
   worker's child jobs (a sweep's trials, a pipeline's steps) the same way, or it becomes
@@ -114,15 +115,6 @@ def _current_server(log: Path) -> _Server:
     if _server is None or _owner_pid != os.getpid() or not _server.alive():
         _server, _owner_pid = _spawn_server(log), os.getpid()
     return _server
-
-
-def prestart(log: Path) -> None:
-    """Start this process's warm server now, without waiting for it: by the first job it has
-    imported what jobs need. ``labkit.connect()`` calls it, as a lab's first job follows a
-    few cells later; a server no job comes to exits after ``IDLE_EXIT_S``."""
-    if enabled() and not _cold_here:
-        with _lock:
-            _current_server(log)
 
 
 def _ask(request: dict, log: Path) -> str | None:
