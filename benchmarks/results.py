@@ -25,8 +25,9 @@ JOB_OVERHEAD_BUDGET_S, SWEEP_BUDGET_RATIO, FRONT_DOOR_BUDGET_RATIO = 1.5, 1.5, 0
 WHY_OVER = {
     "L2.4": "four AutoML jobs (12 classification trials, then 6 each for a forecast and two "
             "exercise searches), every trial a real FLAML fit with its child run and model.",
-    "L2.5": "four sweeps of 22 trials in all, each a real gradient-boosting fit; the first waits for the warm "
-            "server's imports (labkit/sim/jobs/warm_worker.py: about 6 s of CPU on a quiet machine).",
+    "L2.5": "four sweeps of 22 trials in all, each a real gradient-boosting fit; the first may wait for the "
+            "shared warm server's imports, if no lab before it started one (labkit/sim/jobs/warm_worker.py: "
+            "about 6 s of CPU on a quiet machine).",
     "front door": "with several clients the two cores are the limit, and the front door is a third process on "
                   "them. Per request at 4 client threads (CPU seconds from psutil over 6 s, quiet machine): the "
                   "client about 0.8 ms, the inference server 0.6 ms, the front door 0.29 ms (user and system "

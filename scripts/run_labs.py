@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "python3"
 DEFAULT_TIMEOUT = 600  # seconds per cell; generous, it only stops a hung lab
+WARM_SERVER_MODULE = "labkit.sim.jobs.warm_server"  # in the command line of each of its forks
 # Things in a lab folder that are build litter, not part of the lab.
 MIRROR_IGNORE = shutil.ignore_patterns(
     "*.workspace", "*.ipynb", ".ipynb_checkpoints", "__pycache__", "mlruns"
@@ -129,10 +130,12 @@ def lab_env(workspace: Path) -> dict:
 #  * sampling of the proportional set size (PSS) summed over every process of the lab: the
 #    worker's descendants, and the job workers and endpoint servers the simulation detaches
 #    from them (a session of their own, reparented to init), found by the lab's workspace in
-#    the environment they started with, with their descendants. PSS shares a page among the
-#    processes that map it, so warm job workers forked from one process
-#    (labkit/sim/jobs/warm_worker.py) are not counted once per fork. Sampling can miss a
-#    short spike.
+#    the environment they started with or by their working folder in it (a job's worker runs
+#    in its job's folder, a deployment's instance in its own), with their descendants; and the
+#    shared warm server those were forked from (labkit/sim/jobs/warm_worker.py), which serves
+#    every lab of the session. PSS shares a page among the processes that map it, so forks of
+#    one server are not counted once per fork; a lab that runs beside another using the same
+#    server counts only its share of the pages they share. Sampling can miss a short spike.
 # The worker's own memory (papermill, jupytext) is in neither: it is not the lab's.
 #
 # PSS is dear to read: the kernel walks the page tables of every process (about 50 ms a pass
@@ -160,6 +163,15 @@ def _proportional_bytes(process) -> int:
     return process.memory_info().rss
 
 
+def _command_line(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _summed(processes, size) -> int:
     import psutil
 
@@ -178,8 +190,9 @@ class TreeSampler(threading.Thread):
 
     def __init__(self, workspace: str):
         super().__init__(daemon=True)
-        self.workspace, self.peak, self._done = workspace, 0, threading.Event()
+        self.workspace, self.peak, self._done = os.path.realpath(workspace), 0, threading.Event()
         self._of_this_lab: dict[tuple[int, float], bool] = {}  # (pid, start time) -> started for this lab
+        self._servers: dict[tuple, object] = {}  # a warm server's command line -> its process
 
     def _started_for_this_lab(self, process) -> bool:
         key = (process.pid, process.create_time())
@@ -190,17 +203,39 @@ class TreeSampler(threading.Thread):
                 self._of_this_lab[key] = False
         return self._of_this_lab[key]
 
+    def _running_in_this_lab(self, process) -> bool:
+        cwd = process.cwd()
+        return cwd == self.workspace or cwd.startswith(self.workspace + os.sep)
+
+    def _warm_servers(self, found: list, everyone: list) -> list:
+        """The shared warm servers the lab's processes were forked from: a fork keeps its
+        server's command line, and the server is the oldest process that has it."""
+        import psutil
+
+        servers = []
+        for line in {tuple(line) for line in map(_command_line, found) if WARM_SERVER_MODULE in line}:
+            server = self._servers.get(line)
+            if server is None or not server.is_running():
+                same = [process for process in everyone if tuple(_command_line(process)) == line]
+                try:
+                    server = self._servers[line] = min(same, key=lambda process: process.create_time())
+                except (ValueError, psutil.Error):  # gone meanwhile
+                    continue
+            servers.append(server)
+        return servers
+
     def processes(self) -> list:
         """The lab's processes, from one pass over the process table."""
         import psutil
 
         me = os.getpid()
         children: dict[int, list] = {}
-        roots = []
+        everyone, roots = [], []
         for process in psutil.process_iter(["ppid"]):
+            everyone.append(process)
             children.setdefault(process.info["ppid"], []).append(process)
             try:
-                if process.pid != me and self._started_for_this_lab(process):
+                if process.pid != me and (self._started_for_this_lab(process) or self._running_in_this_lab(process)):
                     roots.append(process)
             except psutil.Error:
                 pass
@@ -210,7 +245,8 @@ class TreeSampler(threading.Thread):
             if process.pid not in found:
                 found[process.pid] = process
                 stack.extend(children.get(process.pid, []))
-        return list(found.values())
+        servers = self._warm_servers(list(found.values()), everyone)
+        return [*found.values(), *(server for server in servers if server.pid not in found)]
 
     def run(self):
         last_pss = -self.PSS_INTERVAL_S

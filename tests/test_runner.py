@@ -208,6 +208,40 @@ def test_peak_memory_includes_detached_processes_started_for_the_lab(tmp_path):
     assert report[0]["peak_mb"] >= 300
 
 
+# A shared warm server (labkit/sim/jobs/warm_worker.py) stands in here: started for no
+# workspace, it allocates, then forks a "job" that runs in the lab's workspace. Each maps half
+# of the pages they share (PSS), so without the server the lab would count only half.
+SHARED_SERVER = """
+import os, pathlib, sys, time
+hold = b"x" * (600 * 2**20)
+if os.fork() == 0:
+    os.chdir(sys.argv[1])
+    pathlib.Path("allocated").touch()
+time.sleep(8)
+"""
+
+
+def test_peak_memory_includes_forks_in_the_workspace_and_their_shared_server(tmp_path):
+    forked = """
+    import os, pathlib, subprocess, sys, time
+    job = pathlib.Path(os.environ["LABKIT_SIM_ROOT"]) / "jobs" / "a-job"
+    job.mkdir(parents=True)
+    env = {key: value for key, value in os.environ.items() if key != "LABKIT_SIM_ROOT"}
+    argv = [sys.executable, "shared_server.py", str(job), "labkit.sim.jobs.warm_server"]
+    starter = f"import subprocess; subprocess.Popen({argv!r}, start_new_session=True)"
+    subprocess.run([sys.executable, "-c", starter], env=env, check=True)
+    deadline = time.time() + 300
+    while not (job / "allocated").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # three of the sampler's PSS intervals (TreeSampler.PSS_INTERVAL_S)
+    """
+    labs = make_labs(tmp_path / "labs", {"01-mem/forked.md": lab_source("forked", forked),
+                                         "01-mem/shared_server.py": SHARED_SERVER})
+    code, report = run(labs, tmp_path / "out")
+    assert code == 0, report
+    assert report[0]["peak_mb"] >= 600
+
+
 def test_command_line_prints_a_table_and_exits_nonzero_on_failure(labs_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "run_labs.py"), "fail", "pass",

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from azure.ai.ml import command
@@ -143,3 +149,65 @@ def test_a_forked_process_is_given_by_pid_only_once_it_is_in_its_own_folder(tmp_
     for fd in (requests, unused_write, unused_read):
         os.close(fd)
     assert os.readlink(f"/proc/{pid}/cwd") == str(folder)
+
+
+# --- the shared server ---------------------------------------------------------------------------
+def address_for(env: dict, **kwargs) -> Path:
+    return warm_worker._address(warm_worker._server_environment(env), **kwargs)
+
+
+def test_clients_that_differ_only_in_their_workspace_and_session_share_a_server():
+    base = {"PATH": "/usr/bin", "HOME": "/home/learner", "PYTHONPATH": "/src"}
+    per_client = {"LABKIT_SIM_ROOT": "/work/a", "MLFLOW_TRACKING_URI": "file:///work/a/mlflow",
+                  "MLFLOW_EXPERIMENT_ID": "1", "AZUREML_MODEL_DIR": "/work/a/model",
+                  "PYTEST_CURRENT_TEST": "test_x (call)", "JPY_PARENT_PID": "4242"}
+    assert address_for({**base, **per_client}) == address_for(base)
+    # A variable a module may read as it is imported, or one Python reads at start-up, is not.
+    for variable, value in (("OMP_NUM_THREADS", "1"), ("PYTHONPATH", "/other"), ("MLFLOW_CONFIGURE_LOGGING", "false")):
+        assert address_for({**base, variable: value}) != address_for(base), variable
+
+
+def test_a_change_to_labkits_code_means_another_server(tmp_path):
+    package = tmp_path / "labkit"
+    package.mkdir()
+    (package / "module.py").write_text("x = 1\n")
+    env = {"PATH": "/usr/bin"}
+    before = address_for(env, package=package)
+    assert address_for(env, package=package) == before
+    (package / "module.py").write_text("x = 22\n")
+    assert address_for(env, package=package) != before
+
+
+GREETING = ("from labkit.sim.jobs import warm_worker\n"
+            "print(warm_worker._current_server().replies.readline().strip())")
+
+
+def test_client_processes_alike_are_served_by_one_server_that_names_no_workspace(tmp_path):
+    greetings = []
+    for client in ("first", "second"):
+        env = {**os.environ, "LABKIT_SIM_ROOT": str(tmp_path / client)}
+        done = subprocess.run([sys.executable, "-c", GREETING], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        greetings.append(done.stdout.strip())
+    assert greetings[0] == greetings[1] and greetings[0].startswith(warm_worker.READY + " "), greetings
+    # Started for no one workspace: the lab runner and the leftovers' checks find a server's
+    # forks by their own folders, never the server by a workspace it was first started for.
+    environ = Path(f"/proc/{greetings[0].split()[1]}/environ").read_bytes().split(b"\0")
+    assert not any(variable.startswith(b"LABKIT_SIM_ROOT=") for variable in environ)
+
+
+def test_a_shared_server_drops_a_client_that_goes_and_exits_once_idle():
+    with tempfile.TemporaryDirectory() as folder:  # an AF_UNIX path must be short
+        address = os.path.join(folder, "s.sock")
+        listener = warm_server._listen(address)
+        serving = threading.Thread(target=warm_server.serve_clients, args=(listener, 1.0))
+        serving.start()
+        for _ in range(2):  # the second is served after the first went mid-request
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(address)
+            assert client.makefile().readline() == f"{warm_worker.READY} {os.getpid()}\n"
+            client.sendall(b'{"op": "job", "name": "half a requ')
+            client.close()
+        serving.join(timeout=60)
+        assert not serving.is_alive()
+        listener.close()

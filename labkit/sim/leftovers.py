@@ -7,7 +7,8 @@ processes, and says what it stopped. Nothing is deleted: an endpoint's record st
 servers start again at its next call, as after a restart of the machine. The lab runner calls
 it after every lab, and the tests after every simulated workspace they use.
 
-A client's warm server (``warm_worker``) is not listed: it exits by itself once idle.
+The shared warm server (``warm_worker``) is not listed: it belongs to no one workspace, and
+exits by itself once idle.
 """
 from __future__ import annotations
 

@@ -66,11 +66,6 @@ def deployment_folder(workspace: SimWorkspace, endpoint: str, deployment: str) -
     return endpoint_folder(workspace, endpoint) / "deployments" / deployment
 
 
-def workspace_folder_of(deployment: Path) -> Path:
-    """The workspace folder a deployment folder lies in (the inverse of ``deployment_folder``)."""
-    return deployment.parents[3]
-
-
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -227,11 +222,10 @@ def start_instances(folder: Path, spec: dict) -> list[dict]:
         variables = {**spec["environment_variables"], **spec["server_variables"],
                      "GUNICORN_CMD_ARGS": "--no-control-socket"}
         args = ["--entry_script", spec["entry_script"], "--model_dir", spec["model_dir"], "--port", str(port)]
-        # Forked from the warm server where possible: MLflow, pandas and scikit-learn, which a
+        # Forked from the shared warm server where possible: MLflow, pandas and scikit-learn, which a
         # scoring script imports, are imported already (seconds per instance on 2 cores).
         pid = warm_worker.start_module(INSTANCE_MODULE, args, _python_env(variables, forked=True),
-                                       Path(spec["app_root"]), log,
-                                       workspace_folder_of(folder) / warm_worker.SERVER_LOG)
+                                       Path(spec["app_root"]), log)
         if pid is None:
             pid = spawn([sys.executable, "-m", INSTANCE_MODULE, *args], cwd=Path(spec["app_root"]),
                         env=_python_env(variables), log=log).pid

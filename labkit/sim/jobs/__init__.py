@@ -2,8 +2,8 @@
 
 ``operations`` (the group: submit, get, list, stream, download, cancel), ``job_state`` (a job's
 record, status and folder, shared by the front end and the worker), ``job_runner`` (the worker
-process of one job), ``warm_worker`` and ``warm_server`` (workers forked from a process that has
-done the imports), ``sweep/`` (submission, sampling, early termination, running the trials),
+process of one job), ``warm_worker`` and ``warm_server`` (workers forked from a shared process that
+has done the imports), ``sweep/`` (submission, sampling, early termination, running the trials),
 ``pipeline`` and ``automl/`` (submission, data preparation, the search, its metrics and
 ensembles, the best model and what it writes).
 

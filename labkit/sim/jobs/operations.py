@@ -212,7 +212,7 @@ class JobOperations(SimOperations, _SdkJobOperations):
         folder = job_state.job_folder(self._workspace, name)
         (folder / "system_logs").mkdir(parents=True, exist_ok=True)
         # A session of its own: the job outlives the notebook cell (and the kernel), as on Azure.
-        warm_worker.start_job(self._workspace.folder, name, folder / "system_logs" / "runner.txt")
+        warm_worker.start_job(self._workspace.folder, name, folder, folder / "system_logs" / "runner.txt")
 
     # -- what the service resolves at submission -------------------------------------------------
     def _resolve_compute(self, compute_id: Optional[str], job) -> Optional[str]:

@@ -1,10 +1,13 @@
-"""Warm job workers, the serving side: ``python -m labkit.sim.jobs.warm_server``.
+"""Warm job workers, the serving side: ``python -m labkit.sim.jobs.warm_server <socket>``.
 
-The process a client starts once (``labkit.sim.jobs.warm_worker`` is the requesting side, and
-says why): it imports what jobs need, then forks a worker for each request it reads, a job's
-worker (``job_runner.main``), a module (an online deployment's instance) or, in a worker's twin,
-a plain ``python script.py``. Split from the requesting side so that the job runner, which asks
-its twin to run scripts, and the server, which runs the job runner, do not import each other.
+The *shared server* (``labkit.sim.jobs.warm_worker`` is the requesting side, and says why): it
+imports what jobs need once, then listens on a Unix socket and, for each request a client
+sends, forks a job's worker (``job_runner.main``) or a module (an online deployment's
+instance). Every client process with the same interpreter, code and environment (less its
+workspace) is served by the same one. A worker's *twin* serves that worker alone over two
+pipes, and can also become a plain ``python script.py``. Split from the requesting side so
+that the job runner, which asks its twin to run scripts, and the server, which runs the job
+runner, do not import each other.
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import importlib
 import importlib.machinery
 import json
 import os
-import select
+import selectors
 import signal
+import socket
 import sys
 import threading
 import types
@@ -34,7 +38,7 @@ PRELOAD = (
     "labkit.sim.assets.mlflow_registry", "mlflow.sklearn", "pandas", "sklearn.ensemble", "sklearn.linear_model",
     "sklearn.model_selection", "sklearn.metrics", "sklearn.pipeline", "sklearn.preprocessing", "skops.io",
 )
-# A client's server no one has sent a job for this long exits (its memory back); the next
+# A shared server no client has sent anything for this long exits (its memory back); the next
 # job starts another.
 IDLE_EXIT_S = 300
 
@@ -63,14 +67,11 @@ def _fill_mlflow_caches() -> None:
     _init_modules_to_packages_map()
 
 
-def _requests(fd: int, idle_exit_s: float | None):
-    """Requests read from ``fd`` until it closes, or until none came for ``idle_exit_s``.
-    Read unbuffered, so a request never waits in a buffer ``select`` cannot see."""
+def _requests(fd: int):
+    """Requests read from ``fd`` until it closes (read unbuffered: the twin serves one worker)."""
     buffer = b""
     while True:
         while b"\n" not in buffer:
-            if idle_exit_s is not None and not select.select([fd], [], [], idle_exit_s)[0]:
-                return
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 return
@@ -79,22 +80,62 @@ def _requests(fd: int, idle_exit_s: float | None):
         yield json.loads(line)
 
 
-def serve(requests: int, replies, idle_exit_s: float | None = None) -> None:
-    """Answer requests from the fd ``requests`` on the text stream ``replies``."""
-    channel = (requests, replies)
-    for request in _requests(requests, idle_exit_s):
+def serve(requests: int, replies) -> None:
+    """A twin's loop: answer its worker's requests from the fd ``requests`` on ``replies``."""
+    ends = [requests, replies]
+    for request in _requests(requests):
         if request["op"] == "script":
             replies.write(READY + "\n")
             replies.flush()
-            _run_script(request, channel)  # never returns
+            _run_script(request, ends)  # never returns
         # A twin is in its worker's process group, which a cancel signals: a sweep canceled
         # while its twin forks a trial must not kill the trial's worker before it is a session
         # of its own, nor the twin before the sweep hears the trial started (it would start
         # the trial a second time). The signal waits until both are done.
         with _sigterm_blocked():
-            pid = _fork_detached(request, channel)
+            pid = _fork_detached(request, ends)
             replies.write(f"{READY} {pid}\n")
             replies.flush()  # after the fork: the requester hears back once the process exists
+
+
+def serve_clients(listener: socket.socket, idle_exit_s: float) -> None:
+    """The shared server's loop: greet each client that connects (``ready <pid>``), fork a
+    process for each request a client sends and answer with its pid, until no client has
+    sent anything for ``idle_exit_s``. One thread: each fork takes milliseconds. A client
+    that goes, even in the middle of a request, is only dropped."""
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    pending: dict[socket.socket, bytes] = {}  # each client's bytes short of a full line
+
+    def send(client: socket.socket, line: str) -> None:
+        try:
+            client.sendall(line.encode())
+        except OSError:  # gone: its connection reads as closed next
+            pass
+
+    while events := selector.select(idle_exit_s):
+        for key, _ in events:
+            if key.fileobj is listener:
+                client, _ = listener.accept()
+                selector.register(client, selectors.EVENT_READ)
+                pending[client] = b""
+                send(client, f"{READY} {os.getpid()}\n")
+                continue
+            client = key.fileobj
+            try:
+                chunk = client.recv(1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                selector.unregister(client)
+                client.close()
+                del pending[client]
+                continue
+            lines = (pending[client] + chunk).split(b"\n")
+            pending[client] = lines.pop()
+            for line in lines:
+                pid = _fork_detached(json.loads(line), [listener, selector, *pending])
+                send(client, f"{READY} {pid}\n")
 
 
 @contextlib.contextmanager
@@ -106,7 +147,7 @@ def _sigterm_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _fork_detached(request: dict, channel) -> int:
+def _fork_detached(request: dict, ends: list) -> int:
     """Fork a detached process for a job's worker or a module (fork twice, so this process
     never waits on it); its pid, once it has taken on the request's log, environment and
     working folder (a deployment's instance is known by its folder from the first look)."""
@@ -121,7 +162,7 @@ def _fork_detached(request: dict, channel) -> int:
                 # ignoring it discards it, then this job's own cancels are let in (_become).
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-                _become(request, channel)
+                _become(request, ends)
                 os.write(pid_write, str(os.getpid()).encode())
                 os.close(pid_write)
                 (_run_job if request["op"] == "job" else _run_module)(request)
@@ -142,14 +183,11 @@ def _run_job(request: dict) -> None:
     job_runner.main(request["folder"], request["name"])
 
 
-def _become(request: dict, channel) -> None:
+def _become(request: dict, ends: list) -> None:
     """Take on a request's process context: output to its log, its environment and folder.
-    The server's pipes are closed, so the server's end sees only its own users."""
-    requests, replies = channel
-    if requests > 2:
-        os.close(requests)
-    if replies is not sys.stdout:
-        replies.close()
+    The server's own ends (fds, streams, sockets) are closed, so it sees only its own users."""
+    for end in ends:
+        os.close(end) if isinstance(end, int) else end.close()
     output = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     nothing = os.open(os.devnull, os.O_RDONLY)
     os.dup2(nothing, 0)
@@ -178,12 +216,12 @@ def _fork_twin() -> _Server:
             _exit(0)
     os.close(request_read)
     os.close(reply_write)
-    return _Server(pid, os.fdopen(request_write, "w"), os.fdopen(reply_read))
+    return _Server(os.fdopen(request_write, "w"), os.fdopen(reply_read), twin_pid=pid)
 
 
-def _run_script(request: dict, channel) -> None:
+def _run_script(request: dict, ends: list) -> None:
     """Become ``python script.py args`` and exit with its status."""
-    _become(request, channel)
+    _become(request, ends)
     argv = request["argv"]
     script = os.path.abspath(argv[1])
     sys.argv = argv[1:]
@@ -264,16 +302,40 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def main(warning_filters: list) -> None:
-    """Serve a client: ``warning_filters`` are the interpreter's own, before labkit changed them."""
+def _listen(address: str) -> socket.socket:
+    """The shared server's socket at ``address``, in place of any a server left behind."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(address)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(64)
+    return listener
+
+
+def main(address: str, warning_filters: list) -> None:
+    """Serve clients at ``address``: ``warning_filters`` are the interpreter's own, before labkit
+    changed them. The client that started this server reads one line, READY or COLD."""
     _pristine_warning_filters[:] = warning_filters
-    safe = _preload()
-    print(READY if safe else COLD, flush=True)
-    if safe:
-        serve(sys.stdin.fileno(), sys.stdout, IDLE_EXIT_S)
+    if not _preload():
+        print(COLD, flush=True)
+        return
+    listener = _listen(address)
+    print(READY, flush=True)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # its starter has stopped reading
+    os.close(devnull)
+    try:
+        serve_clients(listener, IDLE_EXIT_S)
+    finally:
+        # Unlinked first, so a client that comes now starts a new server rather than wait on this one.
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(address).st_ino == os.fstat(listener.fileno()).st_ino:
+                os.unlink(address)
+        listener.close()
 
 
 if __name__ == "__main__":
     # labkit's import quiets some warnings, which a script must not inherit. The state the job
     # runner's calls see is the requesting side's, in labkit.sim.jobs.warm_worker.
-    main(list(warnings.filters))
+    main(sys.argv[1], list(warnings.filters))

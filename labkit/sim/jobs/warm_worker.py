@@ -7,13 +7,18 @@ simulation, the SDK's exceptions, fsspec and MLflow before it does anything, and
 script it runs (``python train.py``) imports MLflow, pandas and scikit-learn all over
 again; a sweep pays both per trial, a pipeline per step. Instead:
 
-* the client starts one *warm server* (``python -m labkit.sim.jobs.warm_server``) the first
-  time it submits a job or deploys. The server imports all of that once (about 6 s of CPU),
-  then forks a worker for each job it is sent (a fork is copy-on-write: milliseconds, and no
-  import). It starts when first needed, not at ``labkit.connect()``: started there, it cost
-  every lab that runs no job (8 of the 21) those seconds and about 380 MB, and made the labs
-  with jobs no faster that we could measure. Each worker is a session of its own whose parent
-  exits at once, so it outlives the client, as a cold one does;
+* one *shared server* (``python -m labkit.sim.jobs.warm_server <socket>``) imports all of that
+  once (about 6 s of CPU), then forks a worker for each job a client sends it (a fork is
+  copy-on-write: milliseconds, and no import). Every client process with the same
+  interpreter, labkit code, installed packages and environment, less the variables that name
+  its own workspace or session (``PER_CLIENT_VARIABLE``), talks to the same server over a Unix
+  socket in a folder of the user's own (``_address``): a kernel restarted, the next lab, the
+  test suite's many kernels do not pay the imports again (each paid them once per kernel,
+  about a fifth of ``make test``'s CPU). The first client to need it starts it, at its first
+  job or deployment (at ``labkit.connect()`` it cost the labs that run no job seconds and
+  memory for nothing); it exits when no client has sent it anything for 5 minutes. Each
+  worker runs in its job's folder, a session of its own whose parent exits at once, so it
+  outlives the client, as a cold one does;
 * a worker's first act, before it opens the store or MLflow, is to fork a clean *twin*:
   no connection, lock or thread crosses a fork. The twin serves its worker: it forks the
   worker's child jobs (a sweep's trials, a pipeline's steps) the same way, or it becomes
@@ -21,7 +26,7 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
   as ``python`` would: this interpreter, the same argv, ``sys.path[0]``,
   environment, working folder, stdin, exit status and traceback;
 * an online deployment's instances (``python -m labkit.sim.online_server``) are forked from
-  the client's server the same way (``start_module``): its scoring script finds MLflow,
+  the shared server the same way (``start_module``): its scoring script finds MLflow,
   pandas and scikit-learn imported. Such a process has the server's command line: it is
   known by its working folder, the deployment's;
 * any other command still runs in ``bash -c``. Where fork is not safe (not Linux, or a
@@ -29,30 +34,41 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
 
 What a warm script sees differently from a fresh ``python`` is only what was imported
 before it started: those modules' import-time reads of the environment (a job that sets
-``OMP_NUM_THREADS`` does not reach NumPy's thread pool) and the hash seed. A command whose
+``OMP_NUM_THREADS`` does not reach NumPy's thread pool) and the hash seed, which all forks of
+one server share. A command whose
 environment differs from the server's in a ``PYTHON*`` variable runs cold. NumPy's global
 random state, which every fork would otherwise share, is reseeded from fresh entropy.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
-import signal
+import socket
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 from pathlib import Path
 
 ENABLED_VARIABLE = "LABKIT_SIM_WARM_WORKERS"
-SERVER_LOG = "warm-server.log"  # in the workspace's folder: what the server itself prints
 READY, COLD = "ready", "cold"
 # A command bash would run as it is: every word plain (no quoting, variable, glob,
 # redirection, pipe or list), so splitting it on spaces gives exactly bash's argv.
 PLAIN_COMMAND = re.compile(r"[\w./:=,@%+-]+(?: +[\w./:=,@%+-]+)*")
 # Python variables the server read at its own start-up; a job that changes one runs cold.
 PYTHON_VARIABLE = re.compile(r"PYTHON(?!UNBUFFERED$)")
+# Variables that differ between clients a server serves alike: none of the modules it preloads
+# reads them as it is imported (the simulation reads its root, MLflow these, a scoring script
+# its model folder, when called; checked in their sources), and every request carries the
+# client's own environment. Any other difference means another server.
+PER_CLIENT_VARIABLE = re.compile(
+    r"(LABKIT_SIM_ROOT|MLFLOW_TRACKING_URI|MLFLOW_RUN_ID|MLFLOW_EXPERIMENT_ID|MLFLOW_EXPERIMENT_NAME"
+    r"|MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR|AZUREML_MODEL_DIR)$|JPY_|PYTEST_")
+LABKIT_PACKAGE = Path(__file__).resolve().parents[2]
 
 
 def enabled() -> bool:
@@ -62,18 +78,18 @@ def enabled() -> bool:
 
 # == the requesting side ===========================================================================
 class _Server:
-    """A warm process that forks jobs on request: one line of JSON in, one line back."""
+    """A warm process that forks on request: one line of JSON in, one line back. Either the
+    shared server, which greets each client first (``ready <pid>``), or a worker's twin."""
 
-    def __init__(self, pid: int, requests, replies, process: subprocess.Popen | None = None):
-        self.pid, self.requests, self.replies, self.process = pid, requests, replies, process
-        # A client's server greets once, READY or COLD, when it has started; twins do not.
-        self.greeted = process is None
+    def __init__(self, requests, replies, twin_pid: int | None = None):
+        self.requests, self.replies, self.twin_pid = requests, replies, twin_pid
+        self.greeted = twin_pid is not None
 
     def alive(self) -> bool:
-        if self.process is not None:
-            return self.process.poll() is None
+        if self.twin_pid is None:  # the shared server: one that has gone answers nothing (ask)
+            return True
         try:
-            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+            return os.waitpid(self.twin_pid, os.WNOHANG) == (0, 0)
         except ChildProcessError:
             return False
 
@@ -82,9 +98,8 @@ class _Server:
         try:
             if not self.greeted:
                 self.greeted = True
-                greeting = self.replies.readline().strip()
-                if greeting != READY:
-                    return greeting or None
+                if not _is_ready(self.replies.readline().strip()):
+                    return None
             self.requests.write(json.dumps(request) + "\n")
             self.requests.flush()
             return self.replies.readline().strip() or None
@@ -100,36 +115,90 @@ _lock = threading.Lock()
 _cold_workers: list[subprocess.Popen] = []
 
 
-def _spawn_server(log: Path) -> _Server:
-    """Start a client's warm server (it greets when it has started: see ``_Server.ask``)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "ab") as errors:
-        process = subprocess.Popen([sys.executable, "-m", "labkit.sim.jobs.warm_server"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=errors, env=env, text=True,
-                                   start_new_session=True)
-    return _Server(process.pid, process.stdin, process.stdout, process)
+def _server_environment(env: dict) -> dict:
+    """The environment a shared server starts with: the client's, less its own workspace and session."""
+    return {**{key: value for key, value in env.items() if not PER_CLIENT_VARIABLE.match(key)}, "PYTHONUNBUFFERED": "1"}
 
 
-def _current_server(log: Path) -> _Server:
+def _address(env: dict, package: Path = LABKIT_PACKAGE) -> Path:
+    """Where the server for a client with ``env`` listens: named by a digest of what its forks
+    inherit, so a change to any of it (labkit's code, an installed package, a variable) means
+    another server. The folder is the user's own, as an AF_UNIX path must be short."""
+    digest = hashlib.sha256(json.dumps([sys.executable, str(package), sorted(env.items())]).encode())
+    for path in sorted(package.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size}\n".encode())
+    for folder in sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}):
+        digest.update(f"{folder}:{os.stat(folder).st_mtime_ns}\n".encode())  # a package installed or removed
+    return Path(tempfile.gettempdir()) / f"labkit-{os.getuid()}" / f"warm-{digest.hexdigest()[:20]}.sock"
+
+
+def _connect(address: Path) -> _Server | None:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(address))
+    except OSError:  # none there, or one that has just exited
+        client.close()
+        return None
+    return _Server(client.makefile("w"), client.makefile("r"))
+
+
+def _start_server(address: Path, env: dict) -> bool:
+    """Start the shared server at ``address``; whether it is serving (else forking is unsafe
+    here, or it could not start: the servers' log, beside the socket, says why)."""
+    global _cold_here
+    with open(address.parent / "warm-servers.log", "ab") as errors:
+        # From labkit's parent folder, so ``-m`` finds the same labkit wherever it lives.
+        process = subprocess.Popen([sys.executable, "-m", "labkit.sim.jobs.warm_server", str(address)],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env,
+                                   cwd=LABKIT_PACKAGE.parent, text=True, start_new_session=True)
+    with process.stdout:
+        greeting = process.stdout.readline().strip()
+    threading.Thread(target=process.wait, daemon=True).start()  # reaped when it exits
+    if greeting == COLD:  # one of its imports started a thread
+        _cold_here = True
+    return greeting == READY
+
+
+def _shared_server() -> _Server | None:
+    """A connection to this client's shared server, started if there is none; None when there
+    can be none. One client starts a server while the others wait on the lock file."""
+    import fcntl  # POSIX only, as fork is: enabled() is False elsewhere
+
+    env = _server_environment(dict(os.environ))
+    address = _address(env)
+    try:
+        address.parent.mkdir(mode=0o700, exist_ok=True)
+        with open(address.parent / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            server = _connect(address)
+            if server is None and _start_server(address, env):
+                server = _connect(address)
+    except OSError:  # the folder is not ours to use: every worker starts cold
+        return None
+    return server
+
+
+def _current_server() -> _Server | None:
     global _server, _owner_pid
     if _server is None or _owner_pid != os.getpid() or not _server.alive():
-        _server, _owner_pid = _spawn_server(log), os.getpid()
+        _server, _owner_pid = _shared_server(), os.getpid()
     return _server
 
 
-def _ask(request: dict, log: Path) -> str | None:
+def _ask(request: dict) -> str | None:
     """This process's server's answer to a request (``ready`` and maybe a pid), or None when
     forking is not possible here: the caller then starts the process cold."""
-    global _server, _cold_here
+    global _server
     if not enabled() or _cold_here:
         return None
     with _lock:
         for _ in range(2):  # a server that went idle meanwhile is replaced once
-            answer = _current_server(log).ask(request)
+            server = _current_server()
+            answer = server.ask(request) if server else None
             if _is_ready(answer):
                 return answer
-            if answer == COLD:  # one of its imports started a thread: forking is unsafe
-                _cold_here = True
+            if _cold_here:
                 return None
             _server = None
     return None
@@ -140,29 +209,29 @@ def _is_ready(answer: str | None) -> bool:
     return bool(answer) and answer.split()[0] == READY
 
 
-def start_job(workspace_folder: Path, name: str, log: Path) -> None:
-    """Start a job's worker, warm where possible; its output goes to ``log``."""
+def start_job(workspace_folder: Path, name: str, job_folder: Path, log: Path) -> None:
+    """Start a job's worker in ``job_folder``, warm where possible; its output goes to ``log``."""
     request = {"op": "job", "folder": str(workspace_folder), "name": name, "log": str(log),
-               "env": dict(os.environ), "cwd": os.getcwd()}
-    if _ask(request, log):
+               "env": dict(os.environ), "cwd": str(job_folder)}
+    if _ask(request):
         return
     with open(log, "ab") as output:
         worker = subprocess.Popen([sys.executable, "-m", "labkit.sim.jobs.job_runner", str(workspace_folder), name],
-                                  stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True)
+                                  cwd=job_folder, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                  start_new_session=True)
     _cold_workers.append(worker)
     threading.Thread(target=worker.wait, daemon=True).start()
 
 
-def start_module(module: str, args: list[str], env: dict, cwd: Path, log: Path, server_log: Path) -> int | None:
+def start_module(module: str, args: list[str], env: dict, cwd: Path, log: Path) -> int | None:
     """Start ``python -m <module> <args>`` warm, in a session of its own, with ``env`` and ``cwd``
-    and its output to ``log`` (``server_log``: where a server started for it writes its own):
-    its pid, or None if it must start cold (then the caller spawns it).
+    and its output to ``log``: its pid, or None if it must start cold (then the caller spawns it).
     ``env`` needs no ``PYTHONPATH`` for labkit: the fork has imported it already. A module run so
     has the server's command line, not its own: find it by its working folder."""
     if _python_variables(env) != _python_variables(_startup_env):
         return None
     answer = _ask({"op": "module", "module": module, "argv": [module, *args], "env": env, "cwd": str(cwd),
-                   "log": str(log)}, server_log)
+                   "log": str(log)})
     return int(answer.split()[1]) if answer else None
 
 
@@ -188,10 +257,10 @@ def run_script(argv: list[str], env: dict, cwd: Path, log: Path) -> int | None:
     """Run a plain Python command in this worker's twin; its pid, or None if there is no twin."""
     global _server
     twin, _server = _server, None  # the twin becomes the script: it serves nothing after this
-    if twin is None or twin.process is not None or not twin.alive():
+    if twin is None or twin.twin_pid is None or not twin.alive():
         return None
     answer = twin.ask({"op": "script", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)})
-    return twin.pid if _is_ready(answer) else None
+    return twin.twin_pid if _is_ready(answer) else None
 
 
 def wait(pid: int) -> int:
