@@ -172,6 +172,15 @@ def _command_line(process) -> list[str]:
         return []
 
 
+def _listens_at(process, address: str) -> bool:
+    import psutil
+
+    try:
+        return any(connection.laddr == address for connection in process.net_connections(kind="unix"))
+    except psutil.Error:
+        return False
+
+
 def _summed(processes, size) -> int:
     import psutil
 
@@ -209,18 +218,18 @@ class TreeSampler(threading.Thread):
 
     def _warm_servers(self, found: list, everyone: list) -> list:
         """The shared warm servers the lab's processes were forked from: a fork keeps its
-        server's command line, and the server is the oldest process that has it."""
-        import psutil
-
+        server's command line, which ends with the server's socket, and of the processes
+        with that command line the server is the one that listens on it (a fork of an
+        earlier server at the same address may still run)."""
         servers = []
         for line in {tuple(line) for line in map(_command_line, found) if WARM_SERVER_MODULE in line}:
             server = self._servers.get(line)
             if server is None or not server.is_running():
-                same = [process for process in everyone if tuple(_command_line(process)) == line]
-                try:
-                    server = self._servers[line] = min(same, key=lambda process: process.create_time())
-                except (ValueError, psutil.Error):  # gone meanwhile
+                same = (process for process in everyone if tuple(_command_line(process)) == line)
+                server = next((process for process in same if _listens_at(process, line[-1])), None)
+                if server is None:  # gone meanwhile
                     continue
+                self._servers[line] = server
             servers.append(server)
         return servers
 

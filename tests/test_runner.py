@@ -209,12 +209,17 @@ def test_peak_memory_includes_detached_processes_started_for_the_lab(tmp_path):
 
 
 # A shared warm server (labkit/sim/jobs/warm_worker.py) stands in here: started for no
-# workspace, it allocates, then forks a "job" that runs in the lab's workspace. Each maps half
-# of the pages they share (PSS), so without the server the lab would count only half.
+# workspace, it listens on the socket its command line ends with and allocates, then forks a
+# "job" that closes the socket and runs in the lab's workspace. Each maps half of the pages
+# they share (PSS), so without the server the lab would count only half.
 SHARED_SERVER = """
-import os, pathlib, sys, time
+import os, pathlib, socket, sys, time
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[3])
+listener.listen()
 hold = b"x" * (600 * 2**20)
 if os.fork() == 0:
+    listener.close()
     os.chdir(sys.argv[1])
     pathlib.Path("allocated").touch()
 time.sleep(8)
@@ -223,11 +228,12 @@ time.sleep(8)
 
 def test_peak_memory_includes_forks_in_the_workspace_and_their_shared_server(tmp_path):
     forked = """
-    import os, pathlib, subprocess, sys, time
+    import os, pathlib, subprocess, sys, tempfile, time
     job = pathlib.Path(os.environ["LABKIT_SIM_ROOT"]) / "jobs" / "a-job"
     job.mkdir(parents=True)
     env = {key: value for key, value in os.environ.items() if key != "LABKIT_SIM_ROOT"}
-    argv = [sys.executable, "shared_server.py", str(job), "labkit.sim.jobs.warm_server"]
+    address = os.path.join(tempfile.mkdtemp(), "warm.sock")  # short, as an AF_UNIX path must be
+    argv = [sys.executable, "shared_server.py", str(job), "labkit.sim.jobs.warm_server", address]
     starter = f"import subprocess; subprocess.Popen({argv!r}, start_new_session=True)"
     subprocess.run([sys.executable, "-c", starter], env=env, check=True)
     deadline = time.time() + 300

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -160,7 +161,8 @@ def test_clients_that_differ_only_in_their_workspace_and_session_share_a_server(
     base = {"PATH": "/usr/bin", "HOME": "/home/learner", "PYTHONPATH": "/src"}
     per_client = {"LABKIT_SIM_ROOT": "/work/a", "MLFLOW_TRACKING_URI": "file:///work/a/mlflow",
                   "MLFLOW_EXPERIMENT_ID": "1", "AZUREML_MODEL_DIR": "/work/a/model",
-                  "PYTEST_CURRENT_TEST": "test_x (call)", "JPY_PARENT_PID": "4242"}
+                  "PYTEST_CURRENT_TEST": "test_x (call)", "JPY_PARENT_PID": "4242",
+                  "PWD": "/work/a", "OLDPWD": "/work", "SHLVL": "2", "_": "/usr/bin/nice"}
     assert address_for({**base, **per_client}) == address_for(base)
     # A variable a module may read as it is imported, or one Python reads at start-up, is not.
     for variable, value in (("OMP_NUM_THREADS", "1"), ("PYTHONPATH", "/other"), ("MLFLOW_CONFIGURE_LOGGING", "false")):
@@ -174,40 +176,191 @@ def test_a_change_to_labkits_code_means_another_server(tmp_path):
     env = {"PATH": "/usr/bin"}
     before = address_for(env, package=package)
     assert address_for(env, package=package) == before
-    (package / "module.py").write_text("x = 22\n")
+    (package / "module.py").write_text("x = 2\n")  # the same size: its time tells
+    status = (package / "module.py").stat()
+    os.utime(package / "module.py", ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
     assert address_for(env, package=package) != before
+
+
+def test_a_process_setting_a_fork_inherits_from_its_server_is_part_of_the_address():
+    env = {"PATH": "/usr/bin"}
+    before = address_for(env)
+    previous = os.umask(0o022)
+    os.umask(previous ^ 0o070)  # any other mask: a cold worker would create its files with it
+    try:
+        assert address_for(env) != before
+    finally:
+        os.umask(previous)
+    assert address_for(env) == before
+
+
+def test_the_address_ignores_a_file_that_vanishes_or_a_dangling_link(tmp_path):
+    package = tmp_path / "labkit"
+    package.mkdir()
+    (package / "module.py").write_text("x = 1\n")
+    before = address_for({}, package=package)
+    (package / ".#module.py").symlink_to("learner@host.4242")  # an Emacs lock file
+    assert address_for({}, package=package) == before
+
+
+@pytest.fixture
+def short_temp(monkeypatch):
+    """A temporary folder of this test's own with a short path (an AF_UNIX path must be), made
+    the process's temporary folder, with the requesting side's state reset around the test."""
+    folder = tempfile.mkdtemp(prefix="lk", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", folder)
+    for name, value in (("_server", None), ("_owner_pid", None), ("_cold_here", False)):
+        monkeypatch.setattr(warm_worker, name, value)
+    yield Path(folder)
+    subprocess.run(["rm", "-rf", folder], check=False)
+
+
+def started_servers(monkeypatch) -> list:
+    calls = []
+    monkeypatch.setattr(warm_worker, "_start_server", lambda *args: calls.append(args) or False)
+    return calls
+
+
+def test_a_socket_folder_that_is_not_the_users_alone_means_cold_workers(short_temp, monkeypatch):
+    started = started_servers(monkeypatch)
+    folder = short_temp / f"labkit-{os.getuid()}"
+    folder.mkdir()
+    folder.chmod(0o777)  # as another user could have made it first, /tmp being everyone's
+    assert warm_worker._ask({"op": "job"}) is None and warm_worker._cold_here
+    assert started == [] and list(folder.iterdir()) == []
+    monkeypatch.setattr(warm_worker, "_cold_here", False)
+    folder.rmdir()
+    (short_temp / "elsewhere").mkdir(mode=0o700)
+    folder.symlink_to(short_temp / "elsewhere")
+    assert warm_worker._ask({"op": "job"}) is None and warm_worker._cold_here
+    assert started == [] and list((short_temp / "elsewhere").iterdir()) == []
+
+
+def test_a_socket_path_too_long_means_cold_workers_without_a_server(short_temp, monkeypatch):
+    started = started_servers(monkeypatch)
+    deep = short_temp / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert warm_worker._ask({"op": "job"}) is None and warm_worker._cold_here
+    assert warm_worker._ask({"op": "job"}) is None
+    assert started == [] and list(deep.iterdir()) == []
+
+
+def test_a_server_that_does_not_start_is_not_tried_again(short_temp, monkeypatch):
+    started = started_servers(monkeypatch)
+    assert warm_worker._ask({"op": "job"}) is None and warm_worker._cold_here
+    assert warm_worker._ask({"op": "job"}) is None
+    assert len(started) == 1
+
+
+class LostServer:
+    """A server that heard the request and went before it answered."""
+    sent = True
+
+    def alive(self):
+        return True
+
+    def ask(self, request):
+        return None
+
+
+def test_a_request_the_server_heard_is_not_sent_again(monkeypatch):
+    """It may have forked the process before it went: a second server would start it twice."""
+    servers = []
+    monkeypatch.setattr(warm_worker, "_current_server", lambda: servers.append(LostServer()) or servers[-1])
+    monkeypatch.setattr(warm_worker, "_cold_here", False)
+    monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
+    assert warm_worker._ask({"op": "job"}) is None
+    assert len(servers) == 1
 
 
 GREETING = ("from labkit.sim.jobs import warm_worker\n"
             "print(warm_worker._current_server().replies.readline().strip())")
 
 
-def test_client_processes_alike_are_served_by_one_server_that_names_no_workspace(tmp_path):
+def test_client_processes_alike_are_served_by_one_server_that_names_no_workspace(short_temp):
     greetings = []
     for client in ("first", "second"):
-        env = {**os.environ, "LABKIT_SIM_ROOT": str(tmp_path / client)}
+        env = {**os.environ, "TMPDIR": str(short_temp), "LABKIT_SIM_ROOT": str(short_temp / client)}
         done = subprocess.run([sys.executable, "-c", GREETING], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         greetings.append(done.stdout.strip())
     assert greetings[0] == greetings[1] and greetings[0].startswith(warm_worker.READY + " "), greetings
-    # Started for no one workspace: the lab runner and the leftovers' checks find a server's
-    # forks by their own folders, never the server by a workspace it was first started for.
-    environ = Path(f"/proc/{greetings[0].split()[1]}/environ").read_bytes().split(b"\0")
-    assert not any(variable.startswith(b"LABKIT_SIM_ROOT=") for variable in environ)
+    server = int(greetings[0].split()[1])
+    try:
+        # Started for no one workspace: the lab runner and the leftovers' checks find a server's
+        # forks by their own folders, never the server by a workspace it was first started for.
+        environ = Path(f"/proc/{server}/environ").read_bytes().split(b"\0")
+        assert not any(variable.startswith(b"LABKIT_SIM_ROOT=") for variable in environ)
+    finally:
+        os.kill(server, signal.SIGTERM)
 
 
-def test_a_shared_server_drops_a_client_that_goes_and_exits_once_idle():
-    with tempfile.TemporaryDirectory() as folder:  # an AF_UNIX path must be short
-        address = os.path.join(folder, "s.sock")
-        listener = warm_server._listen(address)
-        serving = threading.Thread(target=warm_server.serve_clients, args=(listener, 1.0))
-        serving.start()
-        for _ in range(2):  # the second is served after the first went mid-request
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.connect(address)
-            assert client.makefile().readline() == f"{warm_worker.READY} {os.getpid()}\n"
-            client.sendall(b'{"op": "job", "name": "half a requ')
-            client.close()
-        serving.join(timeout=60)
-        assert not serving.is_alive()
-        listener.close()
+def serving(address: str, idle_exit_s: float):
+    """``serve_clients`` on a thread, with what it raised (a test then fails, rather than hang)."""
+    listener, inode = warm_server._listen(address)
+    raised = []
+
+    def serve():
+        try:
+            warm_server.serve_clients(listener, idle_exit_s)
+        except BaseException as problem:
+            raised.append(problem)
+        finally:
+            warm_server._stop_listening(listener, address, inode)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread, raised
+
+
+def client_of(address: str) -> tuple[socket.socket, object]:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(30)
+    client.connect(address)
+    replies = client.makefile()
+    assert replies.readline() == f"{warm_worker.READY} {os.getpid()}\n"
+    return client, replies
+
+
+def test_a_shared_server_serves_on_after_a_client_goes_then_exits_once_idle(short_temp):
+    address = str(short_temp / "s.sock")
+    thread, raised = serving(address, idle_exit_s=2.0)
+    for _ in range(2):  # each goes in the middle of a request
+        client, _ = client_of(address)
+        client.sendall(b'{"op": "job", "name": "half a requ')
+        client.close()
+    client, _ = client_of(address)  # still serving, and still greets
+    client.close()
+    assert thread.is_alive()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and raised == []
+    assert not os.path.exists(address)  # a client that comes now starts a new server
+
+
+def test_a_shared_server_answers_a_bad_request_cold_and_serves_on(short_temp):
+    address = str(short_temp / "s.sock")
+    thread, raised = serving(address, idle_exit_s=1.0)
+    client, replies = client_of(address)
+    client.sendall(b"not json\n[1, 2]\n")
+    assert replies.readline().startswith(f"{warm_worker.COLD} not a request")
+    assert replies.readline().startswith(f"{warm_worker.COLD} not a request")
+    # A request its process cannot take on (no such log folder): no pid to give.
+    request = {"op": "module", "module": "json", "argv": ["json"], "env": {}, "cwd": str(short_temp),
+               "log": str(short_temp / "no such folder" / "log")}
+    client.sendall(json.dumps(request).encode() + b"\n")
+    assert replies.readline().startswith(f"{warm_worker.COLD} OSError")
+    client.close()
+    client_of(address)[0].close()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and raised == []
+
+
+def test_a_server_leaves_the_socket_file_of_a_newer_server_at_its_address(short_temp):
+    address = str(short_temp / "s.sock")
+    older, older_inode = warm_server._listen(address)
+    newer, newer_inode = warm_server._listen(address)  # bound after the older one's file was removed
+    warm_server._stop_listening(older, address, older_inode)
+    assert os.stat(address).st_ino == newer_inode
+    warm_server._stop_listening(newer, address, newer_inode)
+    assert not os.path.exists(address)

@@ -93,8 +93,7 @@ def serve(requests: int, replies) -> None:
         # of its own, nor the twin before the sweep hears the trial started (it would start
         # the trial a second time). The signal waits until both are done.
         with _sigterm_blocked():
-            pid = _fork_detached(request, ends)
-            replies.write(f"{READY} {pid}\n")
+            replies.write(_forked(request, ends) + "\n")
             replies.flush()  # after the fork: the requester hears back once the process exists
 
 
@@ -102,7 +101,9 @@ def serve_clients(listener: socket.socket, idle_exit_s: float) -> None:
     """The shared server's loop: greet each client that connects (``ready <pid>``), fork a
     process for each request a client sends and answer with its pid, until no client has
     sent anything for ``idle_exit_s``. One thread: each fork takes milliseconds. A client
-    that goes, even in the middle of a request, is only dropped."""
+    that goes, even in the middle of a request, is only dropped; a request that is not JSON,
+    or a fork that fails, is answered ``cold <why>`` (the client then starts it cold), and
+    every other client is served on."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     pending: dict[socket.socket, bytes] = {}  # each client's bytes short of a full line
@@ -116,7 +117,10 @@ def serve_clients(listener: socket.socket, idle_exit_s: float) -> None:
     while events := selector.select(idle_exit_s):
         for key, _ in events:
             if key.fileobj is listener:
-                client, _ = listener.accept()
+                try:
+                    client, _ = listener.accept()
+                except OSError:  # gone before it was accepted, or out of descriptors for now
+                    continue
                 selector.register(client, selectors.EVENT_READ)
                 pending[client] = b""
                 send(client, f"{READY} {os.getpid()}\n")
@@ -134,8 +138,20 @@ def serve_clients(listener: socket.socket, idle_exit_s: float) -> None:
             lines = (pending[client] + chunk).split(b"\n")
             pending[client] = lines.pop()
             for line in lines:
-                pid = _fork_detached(json.loads(line), [listener, selector, *pending])
-                send(client, f"{READY} {pid}\n")
+                request = _parsed(line)
+                if request is None:
+                    send(client, f"{COLD} not a request: {line[:80]!r}\n")
+                else:
+                    send(client, _forked(request, [listener, selector, *pending]) + "\n")
+
+
+def _parsed(line: bytes) -> dict | None:
+    """A request as a client sends it: a JSON object with an ``op``; None for anything else."""
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) and request.get("op") in ("job", "module") else None
 
 
 @contextlib.contextmanager
@@ -145,6 +161,14 @@ def _sigterm_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _forked(request: dict, ends: list) -> str:
+    """The answer to a request: ``ready <pid>`` once its process exists, else ``cold <why>``."""
+    try:
+        return f"{READY} {_fork_detached(request, ends)}"
+    except OSError as problem:  # fork's ENOMEM or EAGAIN, or the process could not take on the request
+        return f"{COLD} {type(problem).__name__}: {problem}".replace("\n", " ")
 
 
 def _fork_detached(request: dict, ends: list) -> int:
@@ -171,7 +195,10 @@ def _fork_detached(request: dict, ends: list) -> int:
     os.close(pid_write)
     os.waitpid(middle, 0)
     with os.fdopen(pid_read, "rb") as answer:  # read to the end: the new process has closed it
-        return int(answer.read() or 0)
+        pid = int(answer.read() or 0)
+    if not pid:  # it exited before it wrote its pid: no log, environment or folder to take on
+        raise OSError(f"the process for {request.get('op')!r} could not start in {request.get('cwd')!r}")
+    return pid
 
 
 def _run_job(request: dict) -> None:
@@ -179,6 +206,8 @@ def _run_job(request: dict) -> None:
     # requesting side the job runner calls.
     warm_worker._server, warm_worker._owner_pid = _fork_twin(), os.getpid()  # before the worker touches the workspace
     from labkit.sim.jobs import job_runner
+
+    sys.path[0] = request["cwd"]  # as ``python -m labkit.sim.jobs.job_runner`` run there has it
 
     job_runner.main(request["folder"], request["name"])
 
@@ -302,14 +331,24 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _listen(address: str) -> socket.socket:
-    """The shared server's socket at ``address``, in place of any a server left behind."""
+def _listen(address: str) -> tuple[socket.socket, int]:
+    """The shared server's socket at ``address``, in place of any a server left behind, and
+    the inode of its file (a socket's own ``fstat`` does not give it)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(address)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(64)
-    return listener
+    return listener, os.stat(address).st_ino
+
+
+def _stop_listening(listener: socket.socket, address: str, inode: int) -> None:
+    """Remove the socket's file first, so a client that comes now starts a new server rather
+    than wait on this one; unless a newer server has bound the path since (it removed this one's)."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.stat(address).st_ino == inode:
+            os.unlink(address)
+    listener.close()
 
 
 def main(address: str, warning_filters: list) -> None:
@@ -319,7 +358,7 @@ def main(address: str, warning_filters: list) -> None:
     if not _preload():
         print(COLD, flush=True)
         return
-    listener = _listen(address)
+    listener, inode = _listen(address)
     print(READY, flush=True)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -328,11 +367,7 @@ def main(address: str, warning_filters: list) -> None:
     try:
         serve_clients(listener, IDLE_EXIT_S)
     finally:
-        # Unlinked first, so a client that comes now starts a new server rather than wait on this one.
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(address).st_ino == os.fstat(listener.fileno()).st_ino:
-                os.unlink(address)
-        listener.close()
+        _stop_listening(listener, address, inode)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,14 @@ again; a sweep pays both per trial, a pipeline per step. Instead:
   copy-on-write: milliseconds, and no import). Every client process with the same
   interpreter, labkit code, installed packages and environment, less the variables that name
   its own workspace or session (``PER_CLIENT_VARIABLE``), talks to the same server over a Unix
-  socket in a folder of the user's own (``_address``): a kernel restarted, the next lab, the
+  socket in a folder of the user's own and no one else's (``_address``, ``_own_folder``): a
+  kernel restarted, the next lab, the
   test suite's many kernels do not pay the imports again (each paid them once per kernel,
   about a fifth of ``make test``'s CPU). The first client to need it starts it, at its first
   job or deployment (at ``labkit.connect()`` it cost the labs that run no job seconds and
-  memory for nothing); it exits when no client has sent it anything for 5 minutes. Each
+  memory for nothing); it exits when no client has sent it anything for 5 minutes. A process
+  that cannot have a server (the folder is not the user's alone, the socket's path is too
+  long, the server did not start) starts every worker cold. Each
   worker runs in its job's folder, a session of its own whose parent exits at once, so it
   outlives the client, as a cold one does;
 * a worker's first act, before it opens the store or MLflow, is to fork a clean *twin*:
@@ -41,12 +44,15 @@ random state, which every fork would otherwise share, is reseeded from fresh ent
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -67,8 +73,15 @@ PYTHON_VARIABLE = re.compile(r"PYTHON(?!UNBUFFERED$)")
 # client's own environment. Any other difference means another server.
 PER_CLIENT_VARIABLE = re.compile(
     r"(LABKIT_SIM_ROOT|MLFLOW_TRACKING_URI|MLFLOW_RUN_ID|MLFLOW_EXPERIMENT_ID|MLFLOW_EXPERIMENT_NAME"
-    r"|MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR|AZUREML_MODEL_DIR)$|JPY_|PYTEST_")
+    r"|MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR|AZUREML_MODEL_DIR"
+    r"|PWD|OLDPWD|SHLVL|_)$"  # a shell's bookkeeping: `nice cmd` or `cmd &` changes it, nothing reads it
+    r"|JPY_|PYTEST_")
 LABKIT_PACKAGE = Path(__file__).resolve().parents[2]
+# The longest path an AF_UNIX socket can have on Linux (sun_path's 108 bytes, its NUL included).
+MAX_SOCKET_PATH = 107
+# A server whose preload has not answered by then is taken as hung: killed, and this process goes cold.
+START_TIMEOUT_S = 120
+SERVERS_LOG_MAX_BYTES = 1 << 20  # the servers' shared log starts over past this
 
 
 def enabled() -> bool:
@@ -84,6 +97,7 @@ class _Server:
     def __init__(self, requests, replies, twin_pid: int | None = None):
         self.requests, self.replies, self.twin_pid = requests, replies, twin_pid
         self.greeted = twin_pid is not None
+        self.sent = False  # whether the last request reached the server (see ask)
 
     def alive(self) -> bool:
         if self.twin_pid is None:  # the shared server: one that has gone answers nothing (ask)
@@ -94,7 +108,9 @@ class _Server:
             return False
 
     def ask(self, request: dict) -> str | None:
-        """The server's answer, or None when it has gone (before forking anything)."""
+        """The server's answer, or None when it has gone. ``self.sent`` then says whether the
+        request had reached it: if so it may have forked before it went."""
+        self.sent = False
         try:
             if not self.greeted:
                 self.greeted = True
@@ -102,6 +118,7 @@ class _Server:
                     return None
             self.requests.write(json.dumps(request) + "\n")
             self.requests.flush()
+            self.sent = True
             return self.replies.readline().strip() or None
         except (BrokenPipeError, OSError, ValueError):
             return None
@@ -109,7 +126,7 @@ class _Server:
 
 _server: _Server | None = None
 _owner_pid: int | None = None  # the process _server belongs to
-_cold_here = False  # a server said forking is not safe in this process: every worker is cold
+_cold_here = False  # no server can serve this process (see _shared_server): every worker is cold
 _lock = threading.Lock()
 # Cold workers' handles, so each is reaped when it ends (no zombie processes).
 _cold_workers: list[subprocess.Popen] = []
@@ -122,15 +139,56 @@ def _server_environment(env: dict) -> dict:
 
 def _address(env: dict, package: Path = LABKIT_PACKAGE) -> Path:
     """Where the server for a client with ``env`` listens: named by a digest of what its forks
-    inherit, so a change to any of it (labkit's code, an installed package, a variable) means
-    another server. The folder is the user's own, as an AF_UNIX path must be short."""
-    digest = hashlib.sha256(json.dumps([sys.executable, str(package), sorted(env.items())]).encode())
+    inherit, so a change to any of it (labkit's code, an installed package, a variable, the
+    process's own settings) means another server. The folder is the user's own, in the
+    temporary folder, as an AF_UNIX path must be short."""
+    digest = hashlib.sha256(json.dumps([sys.executable, str(package), sorted(env.items()),
+                                        _process_settings()]).encode())
     for path in sorted(package.rglob("*.py")):
-        stat = path.stat()
-        digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size}\n".encode())
+        try:
+            status = path.stat()
+        except OSError:  # an editor's lock link, or a file saved by renaming: not code
+            continue
+        digest.update(f"{path}:{status.st_mtime_ns}:{status.st_size}\n".encode())
     for folder in sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}):
         digest.update(f"{folder}:{os.stat(folder).st_mtime_ns}\n".encode())  # a package installed or removed
     return Path(tempfile.gettempdir()) / f"labkit-{os.getuid()}" / f"warm-{digest.hexdigest()[:20]}.sock"
+
+
+def _process_settings() -> list:
+    """What a fork inherits from its server rather than from the client that asked for it, as
+    a cold worker would: the file mode mask, niceness, resource limits, CPU affinity, groups
+    and control group."""
+    import resource
+
+    limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource))
+              if name.startswith("RLIMIT_")]
+    try:
+        with open("/proc/self/cgroup") as cgroup:
+            control_group = cgroup.read()
+    except OSError:
+        control_group = ""
+    return [_umask(), os.getpriority(os.PRIO_PROCESS, 0), limits, sorted(os.sched_getaffinity(0)),
+            os.getuid(), os.getgid(), sorted(os.getgroups()), control_group]
+
+
+def _umask() -> int:
+    """This process's file mode mask, read without changing it (Linux says it in /proc)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    raise OSError("no Umask line in /proc/self/status")
+
+
+def _own_folder(folder: Path) -> None:
+    """Make ``folder`` if need be, and check it is this user's alone: another user could
+    otherwise have made it first, to listen in the server's place (every request carries the
+    client's environment) or to point its lock file at a file of ours. ``PermissionError`` if not."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    status = os.lstat(folder)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not this user's alone (owner, mode 0700, not a link)")
 
 
 def _connect(address: Path) -> _Server | None:
@@ -146,35 +204,49 @@ def _connect(address: Path) -> _Server | None:
 def _start_server(address: Path, env: dict) -> bool:
     """Start the shared server at ``address``; whether it is serving (else forking is unsafe
     here, or it could not start: the servers' log, beside the socket, says why)."""
-    global _cold_here
-    with open(address.parent / "warm-servers.log", "ab") as errors:
+    log = address.parent / "warm-servers.log"
+    with contextlib.suppress(FileNotFoundError):
+        if log.stat().st_size > SERVERS_LOG_MAX_BYTES:
+            log.unlink()
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600), "ab") as errors:
         # From labkit's parent folder, so ``-m`` finds the same labkit wherever it lives.
         process = subprocess.Popen([sys.executable, "-m", "labkit.sim.jobs.warm_server", str(address)],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env,
                                    cwd=LABKIT_PACKAGE.parent, text=True, start_new_session=True)
     with process.stdout:
-        greeting = process.stdout.readline().strip()
+        answered, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
+        greeting = process.stdout.readline().strip() if answered else ""
+    if not answered:
+        process.kill()
     threading.Thread(target=process.wait, daemon=True).start()  # reaped when it exits
-    if greeting == COLD:  # one of its imports started a thread
-        _cold_here = True
     return greeting == READY
 
 
 def _shared_server() -> _Server | None:
     """A connection to this client's shared server, started if there is none; None when there
-    can be none. One client starts a server while the others wait on the lock file."""
+    is none. One client starts a server while the others wait on its lock file. Where there
+    can be none (see ``_own_folder``, ``MAX_SOCKET_PATH``; a server that would not start, or
+    said forking is unsafe), this process goes cold for good rather than try at every job."""
     import fcntl  # POSIX only, as fork is: enabled() is False elsewhere
 
+    global _cold_here
     env = _server_environment(dict(os.environ))
-    address = _address(env)
     try:
-        address.parent.mkdir(mode=0o700, exist_ok=True)
-        with open(address.parent / "start.lock", "w") as lock:
+        address = _address(env)
+        if len(os.fsencode(address)) > MAX_SOCKET_PATH:
+            raise OSError(f"the socket's path is too long for AF_UNIX: {address}")
+        _own_folder(address.parent)
+        lock = os.open(address.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with open(lock, "w"):
             fcntl.flock(lock, fcntl.LOCK_EX)
             server = _connect(address)
-            if server is None and _start_server(address, env):
+            if server is None:
+                if not _start_server(address, env):
+                    _cold_here = True
+                    return None
                 server = _connect(address)
-    except OSError:  # the folder is not ours to use: every worker starts cold
+    except OSError:  # not ours to use, or not usable: every worker starts cold
+        _cold_here = True
         return None
     return server
 
@@ -193,14 +265,18 @@ def _ask(request: dict) -> str | None:
     if not enabled() or _cold_here:
         return None
     with _lock:
-        for _ in range(2):  # a server that went idle meanwhile is replaced once
+        for _ in range(2):  # a server that went idle before it heard the request is replaced once
             server = _current_server()
-            answer = server.ask(request) if server else None
+            if server is None:
+                return None
+            answer = server.ask(request)
             if _is_ready(answer):
                 return answer
-            if _cold_here:
-                return None
             _server = None
+            # It refused (it could not fork), or went after the request reached it: asking
+            # again could start the process twice. The caller starts it cold.
+            if answer is not None or server.sent:
+                return None
     return None
 
 
