@@ -254,8 +254,8 @@ def test_a_server_that_does_not_start_is_not_tried_again(short_temp, monkeypatch
 
 
 class LostServer:
-    """A server that heard the request and went before it answered."""
-    sent = True
+    """A shared server that heard the request and went before it answered."""
+    sent, twin_pid = True, None
 
     def alive(self):
         return True
@@ -272,6 +272,20 @@ def test_a_request_the_server_heard_is_not_sent_again(monkeypatch):
     monkeypatch.setenv(warm_worker.ENABLED_VARIABLE, "1")
     assert warm_worker._ask({"op": "job"}) is None
     assert len(servers) == 1
+
+
+def test_a_client_that_sets_a_variable_since_its_last_job_asks_that_environments_server(monkeypatch):
+    found = []
+    monkeypatch.setattr(warm_worker, "_shared_server", lambda env: found.append(env) or LostServer())
+    for name, value in (("_server", None), ("_owner_pid", None), ("_served_environment", None)):
+        monkeypatch.setattr(warm_worker, name, value)
+    warm_worker._current_server()
+    monkeypatch.setenv("LABKIT_SIM_ROOT", "/work/another")  # names a workspace: the same server
+    warm_worker._current_server()
+    assert len(found) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # NumPy reads it as it is imported: another
+    warm_worker._current_server()
+    assert len(found) == 2 and found[1]["OMP_NUM_THREADS"] == "1"
 
 
 GREETING = ("from labkit.sim.jobs import warm_worker\n"

@@ -126,6 +126,7 @@ class _Server:
 
 _server: _Server | None = None
 _owner_pid: int | None = None  # the process _server belongs to
+_served_environment: dict | None = None  # the server environment _server was found for
 _cold_here = False  # no server can serve this process (see _shared_server): every worker is cold
 _lock = threading.Lock()
 # Cold workers' handles, so each is reaped when it ends (no zombie processes).
@@ -222,7 +223,7 @@ def _start_server(address: Path, env: dict) -> bool:
     return greeting == READY
 
 
-def _shared_server() -> _Server | None:
+def _shared_server(env: dict) -> _Server | None:
     """A connection to this client's shared server, started if there is none; None when there
     is none. One client starts a server while the others wait on its lock file. Where there
     can be none (see ``_own_folder``, ``MAX_SOCKET_PATH``; a server that would not start, or
@@ -230,7 +231,6 @@ def _shared_server() -> _Server | None:
     import fcntl  # POSIX only, as fork is: enabled() is False elsewhere
 
     global _cold_here
-    env = _server_environment(dict(os.environ))
     try:
         address = _address(env)
         if len(os.fsencode(address)) > MAX_SOCKET_PATH:
@@ -252,9 +252,15 @@ def _shared_server() -> _Server | None:
 
 
 def _current_server() -> _Server | None:
-    global _server, _owner_pid
-    if _server is None or _owner_pid != os.getpid() or not _server.alive():
-        _server, _owner_pid = _shared_server(), os.getpid()
+    """This process's server: a worker's twin, or the shared server for the environment as it
+    is now (a client that set a variable since its last job needs the server of that one)."""
+    global _server, _owner_pid, _served_environment
+    twin = _server is not None and _server.twin_pid is not None
+    if twin and _owner_pid == os.getpid() and _server.alive():
+        return _server
+    environment = _server_environment(dict(os.environ))
+    if twin or _server is None or _owner_pid != os.getpid() or environment != _served_environment:
+        _server, _owner_pid, _served_environment = _shared_server(environment), os.getpid(), environment
     return _server
 
 
