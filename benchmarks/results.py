@@ -143,7 +143,13 @@ def endpoints_section(endpoints) -> list[str]:
     lines += ["", "At 4 clients the two paths share the two cores, so the ratio moves from run to run around the "
               "budget: 0.77 (0.73-1.09) in the run of 2026-12-02 16:21 UTC, 0.85 (0.74-0.99) at 22:26 UTC, with "
               "the front door unchanged between them. CPU per request (client about 0.8 ms, inference server "
-              "0.6 ms, front door 0.29 ms) bounds it near 0.83."]
+              "0.6 ms, front door 0.29 ms) bounds it near 0.83. At 1 client the door's cost is latency: two more "
+              "hops between processes per request (client to door, door to server), each a wake-up, on top of "
+              "its 0.3 ms of CPU, of which about 10 of its 24 system calls are the new upstream connection "
+              "gunicorn's sync worker needs (strace -c). Where wake-ups are dear the budget is missed: on "
+              "2026-12-03 at 08:30 UTC, when this machine ran the labs that run no job 1.5-2x slower than the day "
+              "before and the server alone answered in 1.9 ms (p50) rather than 0.86, the same door gave 0.73 "
+              "(0.60-0.81) at 1 client and 0.80 (0.69-0.96) at 4."]
     lines += ["", "A ratio above 1 is possible: the inference server's gunicorn sync worker closes every "
               "connection, so a client calling it directly opens a new one per request, while the front door "
               "keeps the client's connection open and makes the new upstream connection itself."]
