@@ -4,6 +4,7 @@ folder, environment, exit status, traceback, MLflow run; and they fall back to b
 any command that is not a plain ``python script.py args``."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -378,3 +379,26 @@ def test_a_server_leaves_the_socket_file_of_a_newer_server_at_its_address(short_
     assert os.stat(address).st_ino == newer_inode
     warm_server._stop_listening(newer, address, newer_inode)
     assert not os.path.exists(address)
+
+
+def test_a_server_out_of_descriptors_waits_for_one_rather_than_spin(short_temp):
+    address = str(short_temp / "s.sock")
+    listener, inode = warm_server._listen(address)
+    attempts, crowded_until = [], time.monotonic() + 0.5
+
+    class Crowded(socket.socket):
+        def accept(self):
+            attempts.append(time.monotonic())
+            if time.monotonic() < crowded_until:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().accept()
+
+    crowded = Crowded(socket.AF_UNIX, socket.SOCK_STREAM, fileno=listener.detach())
+    thread = threading.Thread(target=warm_server.serve_clients, args=(crowded, 1.0), daemon=True)
+    thread.start()
+    client, _ = client_of(address)  # served once a descriptor is free again
+    client.close()
+    thread.join(timeout=60)
+    warm_server._stop_listening(crowded, address, inode)
+    assert not thread.is_alive()
+    assert 2 <= len(attempts) <= 20, len(attempts)  # a busy loop would try thousands of times in 0.5 s

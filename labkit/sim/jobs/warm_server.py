@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import contextlib
+import errno
 import importlib
 import importlib.machinery
 import json
@@ -23,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import types
 import warnings
 
@@ -119,7 +121,9 @@ def serve_clients(listener: socket.socket, idle_exit_s: float) -> None:
             if key.fileobj is listener:
                 try:
                     client, _ = listener.accept()
-                except OSError:  # gone before it was accepted, or out of descriptors for now
+                except OSError as problem:  # gone before it was accepted, or out of descriptors
+                    if problem.errno in (errno.EMFILE, errno.ENFILE):
+                        time.sleep(0.1)  # the connection still waits: not a busy loop until one frees
                     continue
                 selector.register(client, selectors.EVENT_READ)
                 pending[client] = b""
