@@ -147,7 +147,7 @@ def endpoints_section(endpoints) -> list[str]:
               "hops between processes per request (client to door, door to server), each a wake-up, on top of "
               "its 0.3 ms of CPU, of which about 10 of its 24 system calls are the new upstream connection "
               "gunicorn's sync worker needs (strace -c). Where wake-ups are dear the budget is missed: on "
-              "2026-12-03 at 08:30 UTC, when this machine ran the labs that run no job 1.5-2x slower than the day "
+              "2026-12-03 at 08:23 UTC, when this machine ran the labs that run no job 1.5-2x slower than the day "
               "before and the server alone answered in 1.9 ms (p50) rather than 0.86, the same door gave 0.73 "
               "(0.60-0.81) at 1 client and 0.80 (0.69-0.96) at 4."]
     lines += ["", "A ratio above 1 is possible: the inference server's gunicorn sync worker closes every "
