@@ -280,7 +280,8 @@ def _ask(request: dict) -> str | None:
                 return answer
             _server = None
             # It refused (it could not fork), or went after the request reached it: asking
-            # again could start the process twice. The caller starts it cold.
+            # again could start the process twice. The caller starts it cold, which does the
+            # same in the one case left, a server killed between its fork and its answer.
             if answer is not None or server.sent:
                 return None
     return None
