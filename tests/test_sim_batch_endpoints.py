@@ -212,8 +212,9 @@ def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml
 
     train = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
     regression = LinearRegression().fit(train, 2 * train["x"] + 1)
-    mlflow.sklearn.save_model(regression, tmp_path / "mlflow-model",
-                              signature=infer_signature(train, regression.predict(train)))
+    mlflow.sklearn.save_model(regression, tmp_path / "mlflow-model",  # pins named: no inference (5 s)
+                              signature=infer_signature(train, regression.predict(train)),
+                              pip_requirements=mlflow.sklearn.get_default_pip_requirements())
     # As if saved by an older scikit-learn: the job's log says so before it scores.
     mlmodel = tmp_path / "mlflow-model" / "MLmodel"
     mlmodel.write_text(mlmodel.read_text().replace(f"sklearn_version: {sklearn.__version__}", "sklearn_version: 1.0.2"))

@@ -162,7 +162,10 @@ def mlflow_model(tmp_path):
     target = 2 * features["x1"] + 3 * features["x2"] + 1
     regression = LinearRegression().fit(features, target)
     path = tmp_path / "mlflow-model"
-    mlflow.sklearn.save_model(regression, str(path), signature=infer_signature(features, target))
+    # Pins named, so MLflow need not infer them by loading the model in a new Python process
+    # (about 5 s a model); what it infers is not what these tests are about.
+    mlflow.sklearn.save_model(regression, str(path), signature=infer_signature(features, target),
+                              pip_requirements=mlflow.sklearn.get_default_pip_requirements())
     return path
 
 
