@@ -77,7 +77,8 @@ def labs_section(labs) -> list[str]:
                   f"{labs['labs_2_workers']['wall_s']:.0f} s with 2 workers.", "",
               "This machine's speed varies from hour to hour, so compare figures within one run: the labs that "
               "run no job (intro, L1.1 to L1.4, L4.1 to L4.3), which nothing changed between the runs, took "
-              "25-35 % less time at 22:18 UTC than at 19:21 UTC. The shared warm server (commit 9759d8c) measured "
+              "25-35 % less time at 22:18 UTC than at 19:21 UTC on 2026-12-02, and 36 % more (76 s against 56) "
+              "at 13:12 UTC on 2026-12-03 than at 22:18 UTC the day before. The shared warm server (commit 9759d8c) measured "
               "side by side instead: `make test` back to back 566 s before, 493 s after; four job labs (L2.1, L2.2, "
               "L3.2, L2.5) in alternating rounds 72 and 71 s before, 59 and 68 s after.", ""]
     for label, budget, name in (("book_cold", 600, "`make book`, cold"), ("book_warm", 30, "`make book`, nothing changed"),
