@@ -3,7 +3,8 @@
 Waiting: ``wait_until`` polls any condition; ``wait_for_job`` / ``wait_for_jobs`` poll jobs until
 they have ended. Files: ``write_files`` lays out a folder of small scripts for a job or a
 deployment. Processes: ``processes_under`` and ``assert_no_processes_under`` find what the
-simulation left running. MLflow: ``workspace_tracking`` points MLflow at a workspace for a block.
+simulation left running. MLflow: ``workspace_tracking`` points MLflow at a workspace for a block;
+``sklearn_pins`` names a scikit-learn model's requirements.
 """
 from __future__ import annotations
 
@@ -106,3 +107,12 @@ def assert_no_processes_under(root, timeout: float, interval: float,
     """No process is left under ``root`` once ``timeout`` seconds have given them time to stop."""
     wait_until(lambda: not processes_under(root), timeout, interval)
     assert processes_under(root) == [], message
+
+
+def sklearn_pins() -> list[str]:
+    """A scikit-learn model's pins, named, so MLflow need not infer them by loading the model in a
+    new Python process (about 5 s a model). Tests where what MLflow infers is not the point pass
+    them; a model logged inside a job is logged as a learner logs one, inference and all."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.get_default_pip_requirements()

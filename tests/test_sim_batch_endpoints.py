@@ -27,7 +27,7 @@ from azure.ai.ml.entities import (
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from helpers import wait_for_jobs
+from helpers import sklearn_pins, wait_for_jobs
 
 ENVIRONMENT = Environment(name="batch-env", image="mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest")
 
@@ -212,9 +212,9 @@ def test_an_mlflow_model_without_a_script_and_a_pipeline_component_deployment(ml
 
     train = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
     regression = LinearRegression().fit(train, 2 * train["x"] + 1)
-    mlflow.sklearn.save_model(regression, tmp_path / "mlflow-model",  # pins named: no inference (5 s)
+    mlflow.sklearn.save_model(regression, tmp_path / "mlflow-model",
                               signature=infer_signature(train, regression.predict(train)),
-                              pip_requirements=mlflow.sklearn.get_default_pip_requirements())
+                              pip_requirements=sklearn_pins())
     # As if saved by an older scikit-learn: the job's log says so before it scores.
     mlmodel = tmp_path / "mlflow-model" / "MLmodel"
     mlmodel.write_text(mlmodel.read_text().replace(f"sklearn_version: {sklearn.__version__}", "sklearn_version: 1.0.2"))

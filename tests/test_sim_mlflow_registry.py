@@ -11,7 +11,7 @@ from azure.ai.ml import command
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Model
 
-from helpers import write_files
+from helpers import sklearn_pins, write_files
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"  # a subscription id as config.json holds one
 
@@ -24,21 +24,12 @@ def fitted_model():
     return LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
 
 
-def requirements() -> list[str]:
-    """The model's pins, named, so MLflow need not infer them by loading the model in a new
-    Python process (5 s a model). What it infers is not what these tests are about; the job's
-    model below is logged as a learner logs one, inference and all."""
-    import mlflow.sklearn
-
-    return mlflow.sklearn.get_default_pip_requirements()
-
-
 @pytest.fixture
 def mlflow_folder(tmp_path):
     import mlflow.sklearn
 
     folder = tmp_path / "diabetes_model"
-    mlflow.sklearn.save_model(fitted_model(), str(folder), pip_requirements=requirements())
+    mlflow.sklearn.save_model(fitted_model(), str(folder), pip_requirements=sklearn_pins())
     return folder
 
 
@@ -50,7 +41,7 @@ def run_with_model(ml_client):
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
         mlflow.log_metric("auc", 0.8)
-        mlflow.sklearn.log_model(fitted_model(), name="model", pip_requirements=requirements())
+        mlflow.sklearn.log_model(fitted_model(), name="model", pip_requirements=sklearn_pins())
     return run
 
 
@@ -118,7 +109,7 @@ def test_log_model_with_a_registered_name_registers_in_the_workspace(ml_client):
     mlflow.set_experiment("registry-test")
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(fitted_model(), name="model", registered_model_name="diabetes-logged",
-                                 pip_requirements=requirements())
+                                 pip_requirements=sklearn_pins())
     model = ml_client.models.get("diabetes-logged", version="1")
     assert model.type == AssetTypes.MLFLOW_MODEL and model.job_name == run.info.run_id
 

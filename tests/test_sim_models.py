@@ -10,6 +10,7 @@ from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import AssetPathException, ValidationException
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from helpers import sklearn_pins
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -31,8 +32,7 @@ def mlflow_folder(tmp_path):
 
     model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
     folder = tmp_path / "diabetes_model"
-    # Pins named, so MLflow need not infer them by loading the model in a new process (5 s).
-    mlflow.sklearn.save_model(model, str(folder), pip_requirements=mlflow.sklearn.get_default_pip_requirements())
+    mlflow.sklearn.save_model(model, str(folder), pip_requirements=sklearn_pins())
     return folder
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_no_processes_under, processes_under, write_files
+from helpers import assert_no_processes_under, processes_under, sklearn_pins, write_files
 import requests
 from azure.ai.ml.entities import (
     CodeConfiguration,
@@ -162,10 +162,8 @@ def mlflow_model(tmp_path):
     target = 2 * features["x1"] + 3 * features["x2"] + 1
     regression = LinearRegression().fit(features, target)
     path = tmp_path / "mlflow-model"
-    # Pins named, so MLflow need not infer them by loading the model in a new Python process
-    # (about 5 s a model); what it infers is not what these tests are about.
     mlflow.sklearn.save_model(regression, str(path), signature=infer_signature(features, target),
-                              pip_requirements=mlflow.sklearn.get_default_pip_requirements())
+                              pip_requirements=sklearn_pins())
     return path
 
 
